@@ -1,0 +1,315 @@
+"""The `korag` command. Thin: it parses options and calls library functions.
+
+Errors caused by input or configuration (`KoragError`) print as one line on stderr with a
+non-zero exit code; ``--debug`` (anywhere on the command line, or KORAG_DEBUG=1) shows the
+traceback instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from korag import __version__, atomic
+from korag.errors import ConfigError, DataError, KoragError
+
+app = typer.Typer(
+    name="korag",
+    help="Korean-first question answering over documents: load, tokenize, retrieve, evaluate.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+data_app = typer.Typer(help="Read, convert and describe data.", no_args_is_help=True)
+eval_app = typer.Typer(help="Evaluate retrievers.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(eval_app, name="eval")
+
+out = Console()
+err = Console(stderr=True)
+
+WorkspaceOpt = Annotated[Path, typer.Option("--workspace", "-w", help="artifact store directory")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="override a recipe value: a.b=c (repeatable)")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"korag {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="show tracebacks of errors")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version")
+    ] = False,
+) -> None:
+    if debug:
+        os.environ["KORAG_DEBUG"] = "1"
+
+
+# -- run / status ----------------------------------------------------------------------------
+@app.command()
+def run(
+    recipe: Annotated[
+        str | None, typer.Argument(help="recipe file or built-in name (default: the built-in default)")
+    ] = None,
+    workspace: WorkspaceOpt = Path("korag-workspace"),
+    set_: SetOpt = None,
+    only: Annotated[list[str] | None, typer.Option("--only", help="run just this task (its inputs must exist)")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress output")] = False,
+) -> None:
+    """Run a recipe: every stage whose output is not yet in the workspace, then print the report path."""
+    from korag.pipeline.job import run_job
+
+    def event(kind: str, task, key: str) -> None:
+        if not quiet and kind == "start":
+            err.print(f"[bold]▶ {task.id}[/] [dim]({task.stage.name} {key})[/]")
+
+    result = run_job(
+        recipe, workspace=workspace, overrides=set_ or [], only=only, show_progress=not quiet, on_event=event
+    )
+    table = Table(title=f"korag run {result.recipe.name} — {result.workspace}")
+    for col in ("task", "stage", "key", "status", "seconds"):
+        table.add_column(col, justify="right" if col == "seconds" else "left")
+    for o in result.outcomes:
+        style = {"ran": "green", "cached": "cyan"}.get(o.status, "yellow")
+        table.add_row(o.task_id, o.stage, o.key, f"[{style}]{o.status}[/]", f"{o.seconds:.2f}" if o.seconds else "")
+    out.print(table)
+    ran = len(result.executed)
+    out.print(f"{ran} stage(s) executed, {len(result.outcomes) - ran} reused.")
+    if result.report_dir is not None:
+        out.print(f"Report: {result.report_dir / 'report.md'}")
+
+
+@app.command()
+def status(
+    recipe: Annotated[
+        str | None, typer.Argument(help="recipe file or built-in name; omit to list the whole store")
+    ] = None,
+    workspace: WorkspaceOpt = Path("korag-workspace"),
+    set_: SetOpt = None,
+    all_: Annotated[bool, typer.Option("--all", help="list every artifact in the workspace")] = False,
+) -> None:
+    """Show which stages of a recipe are cached, missing or running — or every artifact in the store."""
+    from korag.pipeline.job import job_status
+    from korag.pipeline.store import ArtifactStore
+
+    if all_ or (recipe is None and set_ is None and ArtifactStore(workspace).entries()):
+        table = Table(title=f"artifacts in {ArtifactStore(workspace).root}")
+        for col in ("stage", "key", "state", "task", "seconds", "created"):
+            table.add_column(col)
+        for e in ArtifactStore(workspace).entries():
+            m = e.manifest or {}
+            table.add_row(
+                e.stage,
+                e.key,
+                "complete" if e.complete else "[red]incomplete[/]",
+                str(m.get("task", "")),
+                str(m.get("seconds", "")),
+                str(m.get("started_at", "")),
+            )
+        out.print(table)
+        return
+    states = job_status(recipe, workspace=workspace, overrides=set_ or [])
+    table = Table(title=f"{recipe or 'default'} in {workspace}")
+    for col in ("task", "stage", "key", "state"):
+        table.add_column(col)
+    for s in states:
+        style = {"cached": "cyan", "running": "yellow"}.get(s.state, "red")
+        table.add_row(s.task_id, s.stage, s.key, f"[{style}]{s.state}[/]")
+    out.print(table)
+
+
+# -- data ------------------------------------------------------------------------------------
+@data_app.command("stats")
+def data_stats(
+    path: Annotated[str, typer.Argument(help="file, directory, or builtin:sample")],
+    format: Annotated[str, typer.Option(help="input format (auto-detected by default)")] = "auto",
+    split: Annotated[str, typer.Option(help="qrels split for BEIR data")] = "test",
+    tokenizer: Annotated[str, typer.Option(help="tokenizer for token counts and vocabulary")] = "mecab",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="also write the statistics as JSON")] = None,
+) -> None:
+    """Counts, length distributions, questions per passage, answer lengths and vocabulary size."""
+    from korag.data.load import load
+    from korag.data.stats import compute_stats, render_stats
+
+    stats = compute_stats(load(path, format=format, split=split, show_progress=True), tokenizer, show_progress=True)
+    for table in render_stats(stats):
+        out.print(table)
+    if output:
+        atomic.write_json(output, stats.to_dict())
+        out.print(f"wrote {output}")
+
+
+@data_app.command("convert")
+def data_convert(
+    path: Annotated[str, typer.Argument(help="input: KorQuAD/SQuAD JSON, BEIR directory, JSONL, PDF folder, …")],
+    out_dir: Annotated[Path, typer.Argument(help="output directory")],
+    to: Annotated[str, typer.Option("--to", help="output layout")] = "beir",
+    format: Annotated[str, typer.Option(help="input format (auto-detected by default)")] = "auto",
+    overwrite: Annotated[bool, typer.Option(help="replace an existing output directory")] = False,
+) -> None:
+    """Convert data to another layout — e.g. KorQuAD to a BEIR paragraph-retrieval task."""
+    from korag.data.beir import write_beir
+    from korag.data.load import load
+    from korag.data.schema import Corpus, QASet, Qrels, Queries, RetrievalSet
+
+    if to != "beir":
+        raise ConfigError(f"unknown output layout {to!r}; supported: beir")
+    data = load(path, format=format, show_progress=True)
+    answers = None
+    if isinstance(data, QASet):
+        answers = {e.id: e.answers for e in data.examples if e.answers}
+        data = data.to_retrieval_set()
+    elif isinstance(data, Corpus):
+        data = RetrievalSet(data, Queries([], []), Qrels())
+    try:
+        write_beir(data, out_dir, answers=answers, overwrite=overwrite)
+    except FileExistsError:
+        raise ConfigError(f"{out_dir} exists and is not empty; pass --overwrite to replace it") from None
+    out.print(
+        f"wrote {out_dir}: {len(data.corpus):,} documents, {len(data.queries):,} queries, "
+        f"{data.qrels.num_pairs():,} judgements (split 'test')"
+    )
+
+
+# -- eval ------------------------------------------------------------------------------------
+def _metric_table(title: str, metrics: dict[str, float], timings: dict[str, float]) -> Table:
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in metrics.items():
+        table.add_row(k, f"{v:.4f}")
+    for k, v in timings.items():
+        table.add_row(f"[dim]{k}[/]", f"[dim]{v:,.2f}[/]")
+    return table
+
+
+@eval_app.command("retrieval")
+def eval_retrieval(
+    data_dir: Annotated[str, typer.Argument(help="BEIR-layout directory (or any loadable QA data)")],
+    retriever: Annotated[str, typer.Option(help="retriever type")] = "bm25",
+    tokenizer: Annotated[
+        str, typer.Option(help="bigram-stem | bigram | kiwi | mecab | whitespace | ngram:N | hf:PATH")
+    ] = "bigram-stem",
+    split: Annotated[str, typer.Option(help="qrels split")] = "test",
+    k: Annotated[int, typer.Option(help="retrieval depth")] = 100,
+    k1: Annotated[float, typer.Option(help="BM25 k1")] = 1.5,
+    b: Annotated[float, typer.Option(help="BM25 b")] = 0.75,
+    method: Annotated[str, typer.Option(help="BM25 variant: lucene, robertson, atire, bm25l, bm25+")] = "lucene",
+    metric: Annotated[
+        list[str] | None, typer.Option("--metric", help="metric to compute, e.g. ndcg@10 (repeatable)")
+    ] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="write metrics and timings as JSON")] = None,
+) -> None:
+    """Index the corpus, search the split's queries, print and save MRR/nDCG/Recall and timings."""
+    from korag.data.load import as_retrieval_set, load
+    from korag.eval.ir import DEFAULT_METRICS
+    from korag.eval.retrieval import evaluate_retriever
+    from korag.retrieval.bm25 import BM25Retriever
+
+    if retriever != "bm25":
+        raise ConfigError(f"unknown retriever {retriever!r}; available: bm25")
+    if k < 1:
+        raise ConfigError("--k must be at least 1")
+    dataset = as_retrieval_set(load(data_dir, split=split, show_progress=True))
+    if dataset is None or not len(dataset.qrels):
+        raise DataError(data_dir, "has no queries with judgements to evaluate")
+    r = BM25Retriever(tokenizer, k1=k1, b=b, method=method)
+    result = evaluate_retriever(r, dataset, k=k, metrics=metric or DEFAULT_METRICS, show_progress=True)
+    out.print(
+        _metric_table(
+            f"{retriever} ({r.tokenizer.config()['name']}) on {data_dir} [{split}]", result.metrics, result.timings
+        )
+    )
+    if output:
+        payload = result.to_json(
+            retriever={"type": retriever, "tokenizer": r.tokenizer.config(), **r.params()},
+            data={"path": str(data_dir), "split": split},
+            k=k,
+        )
+        atomic.write_json(output, payload)
+        out.print(f"wrote {output}")
+
+
+# -- index / search --------------------------------------------------------------------------
+@app.command()
+def index(
+    data: Annotated[str, typer.Argument(help="data to index (any loadable source)")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="index directory to write")],
+    tokenizer: Annotated[str, typer.Option(help="tokenizer spec")] = "bigram-stem",
+    k1: Annotated[float, typer.Option(help="BM25 k1")] = 1.5,
+    b: Annotated[float, typer.Option(help="BM25 b")] = 0.75,
+    method: Annotated[str, typer.Option(help="BM25 variant")] = "lucene",
+) -> None:
+    """Build a BM25 index over any loadable data and save it."""
+    from korag.data.load import corpus_of, load
+    from korag.retrieval.bm25 import BM25Retriever
+
+    corpus = corpus_of(load(data, show_progress=True))
+    r = BM25Retriever(tokenizer, k1=k1, b=b, method=method)
+    r.index(corpus, show_progress=True)
+    r.save(output)
+    out.print(f"indexed {len(corpus):,} documents into {output}")
+
+
+@app.command()
+def search(
+    index_dir: Annotated[Path, typer.Argument(help="a saved index (korag index / a bm25-index artifact)")],
+    query: Annotated[list[str], typer.Argument(help="one or more queries")],
+    k: Annotated[int, typer.Option(help="results per query")] = 5,
+    data: Annotated[str | None, typer.Option(help="the indexed data, to show titles and snippets")] = None,
+) -> None:
+    """Search a saved index and print the top-k documents per query."""
+    from korag.data.load import corpus_of, load
+    from korag.retrieval.base import load_retriever
+
+    target = index_dir / "index" if (index_dir / "index" / "retriever.json").is_file() else index_dir
+    r = load_retriever(target)
+    corpus = corpus_of(load(data)) if data else None
+    ranking = r.search(query, k=k)
+    for qi, q in enumerate(query):
+        table = Table(title=f"{q}")
+        for col in ("rank", "id", "score", "text"):
+            table.add_column(col, overflow="fold")
+        for rank, (did, score) in enumerate(ranking.row(qi), start=1):
+            text = ""
+            if corpus is not None and did in corpus:
+                d = corpus.get(did)
+                text = (f"[bold]{d.title}[/] " if d.title else "") + d.text[:160]
+            table.add_row(str(rank), did, f"{score:.3f}", text)
+        out.print(table)
+
+
+def main() -> None:
+    """Console entry point with one-line errors."""
+    debug = "--debug" in sys.argv or os.environ.get("KORAG_DEBUG") == "1"
+    try:
+        app()
+    except KoragError as exc:
+        if debug:
+            raise
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:
+        if debug:
+            raise
+        message = f"{type(exc).__name__}: {escape(str(exc))} (run with --debug for the traceback)"
+        err.print(f"[bold red]internal error:[/] {message}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""KorQuAD readers: 1.0 (SQuAD layout) and 2.x (whole Wikipedia pages as HTML).
+
+KorQuAD 2.x articles are ``{title, url, context: <html>, raw_html, qas: [{id, question,
+answer: {text, answer_start, html_answer_start, …}}]}``. The HTML is cleaned to text (tags,
+scripts and styles removed, entities decoded, whitespace normalised) and each answer is
+re-located in the cleaned text. An article becomes one document, or — with a `ChunkConfig` —
+several passages, the relevant ones being those that contain the answer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from korag.data.chunk import ChunkConfig, chunk_spans, passages_containing
+from korag.data.clean import clean_html, html_to_text, normalize_text
+from korag.data.reading import field, id_field, load_json
+from korag.data.schema import Corpus, QAExample, QASet
+from korag.data.spans import find_span
+from korag.data.squad import parse_squad
+from korag.errors import DataError
+
+
+def read_korquad(path: str | Path, *, chunk: ChunkConfig | None = None, name: str | None = None) -> QASet:
+    """Read KorQuAD 1.0 or 2.x, telling them apart by their layout."""
+    src = Path(path)
+    root = load_json(src)
+    if not isinstance(root, dict) or not isinstance(root.get("data"), list):
+        raise DataError(src, "expected a JSON object with a 'data' list (KorQuAD layout)", field="data")
+    name = name or str(root.get("version") or src.stem)
+    first = root["data"][0] if root["data"] else {}
+    if isinstance(first, dict) and "paragraphs" in first:
+        return parse_squad(root, source=src, name=name)
+    return parse_korquad2(root, source=src, chunk=chunk, name=name)
+
+
+def _answer_items(qa: dict[str, Any], *, source: Path, record: str) -> list[tuple[str, int | None, str]]:
+    """(text, offset in the HTML context or None, field path) for each answer of a question.
+
+    Accepts ``answer`` or ``answers``, each a dict with ``text`` / ``answer_start`` or a string.
+    """
+    if "answer" in qa and qa["answer"] is not None:
+        raw, base = [qa["answer"]], "answer"
+    elif "answers" in qa and qa["answers"] is not None:
+        raw, base = qa["answers"], "answers"
+        if not isinstance(raw, list):
+            raw = [raw]
+    else:
+        raise DataError(source, "missing field", record=record, field="answer")
+    items = []
+    for i, ans in enumerate(raw):
+        path = base if base == "answer" else f"{base}[{i}]"
+        if isinstance(ans, str):
+            text, start = ans, None
+        elif isinstance(ans, dict):
+            text = field(ans, "text", str, source=source, record=record, path=f"{path}.text")
+            start = field(
+                ans, "answer_start", int, source=source, record=record, path=f"{path}.answer_start", default=None
+            )
+        else:
+            raise DataError(
+                source, f"expected an object or a string, got {type(ans).__name__}", record=record, field=path
+            )
+        if not text.strip():
+            raise DataError(source, "is empty", record=record, field=f"{path}.text" if isinstance(ans, dict) else path)
+        items.append((text, start, path))
+    return items
+
+
+def parse_korquad2(
+    root: dict[str, Any], *, source: str | Path, chunk: ChunkConfig | None = None, name: str = ""
+) -> QASet:
+    """Build a `QASet` from a parsed KorQuAD 2.x object (see module docstring)."""
+    source = Path(source)
+    ids: list[str] = []
+    texts: list[str] = []
+    titles: list[str] = []
+    metas: list[dict[str, Any]] = []
+    examples: list[QAExample] = []
+    seen_q: set[str] = set()
+    for a, article in enumerate(root["data"]):
+        rec = f"data[{a}]"
+        if not isinstance(article, dict):
+            raise DataError(source, "expected an object", record=rec)
+        title = normalize_text(field(article, "title", str, source=source, record=rec, default=""))
+        html = field(article, "context", str, source=source, record=rec, nonempty=True)
+        cleaned = clean_html(html)
+        if not cleaned.text.strip():
+            raise DataError(source, "context has no text after HTML cleaning", record=rec, field="context")
+        spans = chunk_spans(cleaned.text, chunk) if chunk else []
+        base_id = str(article.get("id") or a)
+        if spans:
+            doc_ids = [f"{base_id}#{n}" for n in range(len(spans))]
+            for n, s in enumerate(spans):
+                ids.append(doc_ids[n])
+                texts.append(cleaned.text[s.start : s.end])
+                titles.append(title)
+                metas.append(
+                    {
+                        "article": title,
+                        "article_index": a,
+                        "url": article.get("url", ""),
+                        "chunk": n,
+                        "char_start": s.start,
+                        "char_end": s.end,
+                    }
+                )
+        else:
+            doc_ids = [base_id]
+            ids.append(base_id)
+            texts.append(cleaned.text)
+            titles.append(title)
+            metas.append({"article": title, "article_index": a, "url": article.get("url", "")})
+        for q, qa in enumerate(field(article, "qas", list, source=source, record=rec, default=[])):
+            qrec = f"{rec}.qas[{q}]"
+            if not isinstance(qa, dict):
+                raise DataError(source, "expected an object", record=qrec)
+            qid = id_field(qa, "id", source=source, record=qrec)
+            qrec = f"{qrec} (id={qid!r})"
+            if qid in seen_q:
+                raise DataError(source, "duplicate question id", record=qrec, field="id")
+            seen_q.add(qid)
+            question = field(qa, "question", str, source=source, record=qrec, nonempty=True)
+            answers: list[str] = []
+            starts: list[int] = []
+            relevant: list[str] = []
+            for text, html_start, path in _answer_items(qa, source=source, record=qrec):
+                plain = html_to_text(text) if "<" in text else normalize_text(text)
+                hint = cleaned.to_text_offset(html_start) if html_start is not None else None
+                start = find_span(cleaned.text, plain, hint)
+                if start < 0:
+                    raise DataError(
+                        source, f"answer {plain[:60]!r} not found in the cleaned context", record=qrec, field=path
+                    )
+                answers.append(plain)
+                starts.append(start)
+                if spans:
+                    for i in passages_containing(spans, start, start + len(plain)):
+                        if doc_ids[i] not in relevant:
+                            relevant.append(doc_ids[i])
+                elif doc_ids[0] not in relevant:
+                    relevant.append(doc_ids[0])
+            # Offsets refer to the article text, so passages (chunks) keep none.
+            kept_starts = () if spans else tuple(starts)
+            examples.append(QAExample(qid, question.strip(), tuple(answers), tuple(relevant), kept_starts))
+    if not ids:
+        raise DataError(source, "no articles found", field="data")
+    return QASet(Corpus(ids, texts, titles, metas, name=name, source=str(source)), examples, name=name)
