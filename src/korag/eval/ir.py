@@ -1,6 +1,6 @@
 """Retrieval metrics over a `Ranking` and graded `Qrels`, vectorised over queries.
 
-Conventions follow trec_eval (and ranx, which the tests compare against):
+Conventions follow trec_eval (the tests compare against it through pytrec_eval):
 - only queries with at least one relevant document (grade ≥ `relevance_threshold`) are scored;
   a judged query missing from the ranking scores 0;
 - nDCG uses the grade as gain (linear, Järvelin & Kekäläinen) and the ideal ordering of all

@@ -35,6 +35,7 @@ _SUFFIXES = """
 _SUFFIX_SET = frozenset(_SUFFIXES)
 _MAX_SUFFIX = max(map(len, _SUFFIXES))
 _WORD = re.compile(r"\w+")
+_CACHE_LIMIT = 1 << 20
 
 
 def strip_suffix(word: str, min_stem: int = 1) -> str:
@@ -61,6 +62,7 @@ class BigramStemTokenizer(BaseTokenizer):
         self.stems = stems
         self.bigrams = bigrams
         self.min_stem = min_stem
+        self._cache: dict[str, str] = {}
 
     def tokenize(self, text: str) -> list[str]:
         """Bigrams first, then stems (BM25 is order-free; the order only aids reading)."""
@@ -73,8 +75,15 @@ class BigramStemTokenizer(BaseTokenizer):
             else:
                 out.extend([s[i : i + 2] for i in range(len(s) - 1)])
         if self.stems:
-            m = self.min_stem
-            out.extend([strip_suffix(w, m) for w in words])
+            # Words repeat (Zipf), so a memo of word → stem roughly doubles the stemming speed.
+            cache = self._cache
+            if len(cache) > _CACHE_LIMIT:
+                cache.clear()
+            for w in words:
+                stem = cache.get(w)
+                if stem is None:
+                    stem = cache[w] = strip_suffix(w, self.min_stem)
+                out.append(stem)
         return out
 
     def config(self) -> dict[str, Any]:

@@ -1,0 +1,35 @@
+"""Shared fixtures: paths to the real data beside the repository, small corpora, CLI runner."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("KORAG_SHARED_DATA", ROOT.parent / "shared" / "data"))
+KORQUAD_DEV = SHARED_DATA / "korquad" / "KorQuAD_v1.0_dev.json"
+
+
+@pytest.fixture(scope="session")
+def korquad_dev() -> Path:
+    """The official KorQuAD 1.0 dev set (tests needing it skip when it is absent)."""
+    if not KORQUAD_DEV.is_file():
+        pytest.skip(f"KorQuAD dev set not found at {KORQUAD_DEV}")
+    return KORQUAD_DEV
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 600):
+    """Run the installed `korag` command in a subprocess (as a user would)."""
+    full_env = {**os.environ, "COLUMNS": "200", "PYTHONWARNINGS": "ignore", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "korag.cli", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
