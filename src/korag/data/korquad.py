@@ -14,10 +14,10 @@ from typing import Any
 
 from korag.data.chunk import ChunkConfig, chunk_spans, passages_containing
 from korag.data.clean import clean_html, html_to_text, normalize_text
-from korag.data.reading import field, id_field, load_json
+from korag.data.reading import field, load_json
 from korag.data.schema import Corpus, QAExample, QASet
 from korag.data.spans import find_span
-from korag.data.squad import parse_squad
+from korag.data.squad import parse_squad, read_question
 from korag.errors import DataError
 
 
@@ -77,7 +77,7 @@ def parse_korquad2(
     titles: list[str] = []
     metas: list[dict[str, Any]] = []
     examples: list[QAExample] = []
-    seen_q: set[str] = set()
+    seen_q: dict[str, str] = {}
     for a, article in enumerate(root["data"]):
         rec = f"data[{a}]"
         if not isinstance(article, dict):
@@ -112,15 +112,7 @@ def parse_korquad2(
             titles.append(title)
             metas.append({"article": title, "article_index": a, "url": article.get("url", "")})
         for q, qa in enumerate(field(article, "qas", list, source=source, record=rec, default=[])):
-            qrec = f"{rec}.qas[{q}]"
-            if not isinstance(qa, dict):
-                raise DataError(source, "expected an object", record=qrec)
-            qid = id_field(qa, "id", source=source, record=qrec)
-            qrec = f"{qrec} (id={qid!r})"
-            if qid in seen_q:
-                raise DataError(source, "duplicate question id", record=qrec, field="id")
-            seen_q.add(qid)
-            question = field(qa, "question", str, source=source, record=qrec, nonempty=True)
+            qid, qrec, question = read_question(qa, f"{rec}.qas[{q}]", source=source, seen=seen_q)
             answers: list[str] = []
             starts: list[int] = []
             relevant: list[str] = []

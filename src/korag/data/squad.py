@@ -55,15 +55,7 @@ def parse_squad(root: dict[str, Any], *, source: str | Path, name: str = "") -> 
             titles.append(title)
             metas.append({"article": title, "article_index": a})
             for q, qa in enumerate(field(para, "qas", list, source=source, record=prec, default=[])):
-                qrec = f"{prec}.qas[{q}]"
-                if not isinstance(qa, dict):
-                    raise DataError(source, "expected an object", record=qrec)
-                qid = id_field(qa, "id", source=source, record=qrec)
-                qrec = f"{qrec} (id={qid!r})"
-                if qid in seen_q:
-                    raise DataError(source, f"duplicate question id (first at {seen_q[qid]})", record=qrec, field="id")
-                seen_q[qid] = qrec
-                question = field(qa, "question", str, source=source, record=qrec, nonempty=True)
+                qid, qrec, question = read_question(qa, f"{prec}.qas[{q}]", source=source, seen=seen_q)
                 answers, starts = _answers(qa, context, source=source, record=qrec)
                 impossible = bool(qa.get("is_impossible", False)) or not answers
                 examples.append(
@@ -79,6 +71,21 @@ def parse_squad(root: dict[str, Any], *, source: str | Path, name: str = "") -> 
         raise DataError(source, "no paragraphs found", field="data")
     corpus = Corpus(ids, texts, titles, metas, name=name, source=str(source))
     return QASet(corpus, examples, name=name)
+
+
+def read_question(qa: Any, record: str, *, source: str | Path, seen: dict[str, str]) -> tuple[str, str, str]:
+    """(id, record label with the id, question) of one SQuAD-family ``qas`` entry.
+
+    `seen` maps ids read so far to their record labels; a repeated id is an error naming both.
+    """
+    if not isinstance(qa, dict):
+        raise DataError(source, "expected an object", record=record)
+    qid = id_field(qa, "id", source=source, record=record)
+    record = f"{record} (id={qid!r})"
+    if qid in seen:
+        raise DataError(source, f"duplicate question id (first at {seen[qid]})", record=record, field="id")
+    seen[qid] = record
+    return qid, record, field(qa, "question", str, source=source, record=record, nonempty=True)
 
 
 def _answers(qa: dict[str, Any], context: str, *, source: str | Path, record: str) -> tuple[list[str], list[int]]:
