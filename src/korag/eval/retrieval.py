@@ -58,3 +58,21 @@ def evaluate_retriever(
         timings.setdefault(name, value)
     result = evaluate_ranking(ranking, dataset.qrels, metrics)
     return RetrievalEvaluation(result.metrics, timings, len(dataset.corpus), len(queries), ranking)
+
+
+def tune_hybrid(hybrid, tune_set: RetrievalSet, *, metric: str = "mrr@10") -> dict:
+    """Choose a hybrid's fusion weights on `tune_set` (already indexed corpus, other queries than
+    the evaluation's); sets them on the retriever and returns what was tried."""
+    from korag.retrieval.fusion import tune_weights
+
+    rankings = hybrid.search_each(tune_set.judged_queries())
+    weights, score, trials = tune_weights(
+        rankings,
+        tune_set.qrels,
+        method=hybrid.method,
+        metric=metric,
+        normalization=hybrid.normalization,
+        rrf_k=hybrid.rrf_k,
+    )
+    hybrid.weights = list(weights)
+    return {"weights": list(weights), metric: score, "trials": trials, "queries": len(tune_set.judged_queries())}

@@ -31,6 +31,7 @@ from korag import __version__, atomic
 from korag.data.schema import Corpus, Queries, Ranking
 from korag.errors import ConfigError, DataError, ModelError
 from korag.retrieval.base import RETRIEVER_FILE, as_queries, read_retriever_info, register_retriever
+from korag.retrieval.hits import PassageSearchMixin
 from korag.retrieval.term_counts import TermCounts
 from korag.text.tokenize import Tokenizer, make_tokenizer
 
@@ -99,7 +100,7 @@ def bm25_score_matrix(
     return scores, nonocc
 
 
-class BM25Retriever:
+class BM25Retriever(PassageSearchMixin):
     """BM25 over any `Tokenizer`, searchable in batches, savable, memory-mappable and updatable.
 
     >>> from korag.data import Corpus
@@ -135,6 +136,7 @@ class BM25Retriever:
         self._engine = None
         self._doc_ids: list[str] = []
         self._dirty = False
+        self._corpus: Corpus | None = None  # kept in memory only, for passage results
         self.timings: dict[str, float] = {}
 
     # -- building -------------------------------------------------------------------------
@@ -155,6 +157,7 @@ class BM25Retriever:
         self.timings = {}
         tokens = self._tokenize(corpus.contents(self.with_title), show_progress)
         self.index_counts(TermCounts.build(tokens, corpus.ids))
+        self._corpus = corpus
 
     def index_counts(self, counts: TermCounts) -> None:
         """Build the index from term counts computed elsewhere (e.g. a cached tokenize stage)."""
@@ -195,6 +198,8 @@ class BM25Retriever:
             return
         counts = self._require_counts()
         counts.add(self._tokenize(corpus.contents(self.with_title), show_progress), corpus.ids)
+        if self._corpus is not None:
+            self._corpus = self._corpus.concat(corpus)
         self._dirty = True
 
     def delete(self, doc_ids: Sequence[str] | str) -> int:
@@ -204,6 +209,9 @@ class BM25Retriever:
         if len(counts) - len(set(ids)) <= 0:
             raise DataError(None, "cannot delete every document of the index")
         removed = counts.delete(ids)
+        if self._corpus is not None and removed:
+            gone = set(ids)
+            self._corpus = self._corpus.subset(i for i, d in enumerate(self._corpus.ids) if d not in gone)
         self._dirty = self._dirty or removed > 0
         return removed
 
@@ -298,6 +306,10 @@ class BM25Retriever:
         r._doc_ids = json.loads((p / "counts" / "doc_ids.json").read_text(encoding="utf-8"))
         r._counts_dir = p / "counts"  # term counts are read only if the index is updated
         return r
+
+    def corpus(self) -> Corpus | None:
+        """The indexed corpus, as passed to `index`/`add` in this process (not saved with the index)."""
+        return self._corpus
 
     def term_counts(self) -> TermCounts:
         """The term-count matrix behind the index."""

@@ -1,0 +1,1 @@
+"""Model acquisition: offline conversions and loading helpers."""

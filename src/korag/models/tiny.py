@@ -1,0 +1,86 @@
+"""Tiny randomly initialised encoders built from a config — for fast tests, never for results."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from korag import atomic
+
+DEFAULT_TEXTS = [
+    "대한민국의 수도는 서울이다",
+    "세종대왕은 훈민정음을 창제하였다",
+    "한강은 서울을 가로지른다",
+    "부산은 항구 도시이다",
+    "query: passage: 질문 문서 검색",
+    "Python 프로그래밍 언어",
+]
+
+
+def build_tiny_encoder(
+    path: str | Path,
+    *,
+    texts: Iterable[str] = (),
+    hidden: int = 32,
+    layers: int = 2,
+    heads: int = 2,
+    vocab_size: int = 400,
+    max_length: int = 128,
+    prompts: dict[str, str] | None = None,
+    seed: int = 0,
+) -> Path:
+    """Write a sentence-transformers directory: a WordPiece tokenizer trained on `texts` and a
+    BERT of `layers` × `hidden`, mean pooling, normalisation, E5-style prompts by default."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.base.modules import Normalize, Transformer
+    from sentence_transformers.sentence_transformer.modules import Pooling
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    torch.manual_seed(seed)
+    corpus = list(texts) + DEFAULT_TEXTS
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok.train_from_iterator(corpus * 3, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials))
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))],
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=max_length,
+    )
+    config = BertConfig(
+        vocab_size=tok.get_vocab_size(),
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=hidden * 2,
+        max_position_embeddings=max_length,
+        pad_token_id=tok.token_to_id("[PAD]"),
+    )
+    bert = BertModel(config)
+    with atomic.atomic_directory(path, overwrite=True) as tmp:
+        hf = tmp / "_hf"
+        bert.save_pretrained(hf)
+        fast.save_pretrained(hf)
+        transformer = Transformer(str(hf), max_seq_length=max_length)
+        model = SentenceTransformer(
+            modules=[transformer, Pooling(hidden, pooling_mode="mean"), Normalize()],
+            prompts=prompts if prompts is not None else {"query": "query: ", "passage": "passage: "},
+            similarity_fn_name="cosine",
+            device="cpu",
+        )
+        model.save(str(tmp))
+        import shutil
+
+        shutil.rmtree(hf)
+    return Path(path)

@@ -1,0 +1,177 @@
+"""Dense retrieval: a bi-encoder (E5-style prefixes) over an exact in-process vector index.
+
+`DenseRetriever` implements the `Retriever` protocol (`index`, `search` → `Ranking`, `save`,
+`load`) and the small inference API of the project it replaces: `encode_query(s)`,
+`encode_passage(s)`, `similarity`, and `search_passages` / `batch_search` returning ranked
+passages with their text and score.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from korag import __version__, atomic
+from korag.data.jsonl import read_corpus_jsonl
+from korag.data.schema import Corpus, Queries, Ranking
+from korag.errors import DataError, ModelError
+from korag.retrieval.base import RETRIEVER_FILE, as_queries, read_retriever_info, register_retriever
+from korag.retrieval.encoder import DenseEncoder, Precision
+from korag.retrieval.hits import Hit, PassageSearchMixin
+from korag.retrieval.vector_index import VectorIndex
+
+
+class DenseRetriever(PassageSearchMixin):
+    """Bi-encoder retrieval with exact inner-product search over normalised embeddings."""
+
+    name = "dense"
+
+    def __init__(
+        self,
+        model: str | Path | Any,
+        *,
+        query_prefix: str | None = None,
+        passage_prefix: str | None = None,
+        batch_size: int = 32,
+        max_seq_length: int | None = None,
+        precision: Precision = "auto",
+        with_title: bool = True,
+        device: str = "cpu",
+    ) -> None:
+        self.encoder = DenseEncoder(
+            model,
+            query_prefix=query_prefix,
+            passage_prefix=passage_prefix,
+            batch_size=batch_size,
+            max_seq_length=max_seq_length,
+            precision=precision,
+            device=device,
+        )
+        self.with_title = with_title
+        self._index: VectorIndex | None = None
+        self._corpus: Corpus | None = None
+        self.timings: dict[str, float] = {}
+
+    # the inference API -------------------------------------------------------------------
+    def encode_queries(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
+        """Normalised query embeddings."""
+        return self.encoder.encode_queries(texts, show_progress=show_progress)
+
+    def encode_passages(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
+        """Normalised passage embeddings."""
+        return self.encoder.encode_passages(texts, show_progress=show_progress)
+
+    def encode_query(self, text: str) -> np.ndarray:
+        """One normalised query embedding."""
+        return self.encoder.encode_query(text)
+
+    def encode_passage(self, text: str) -> np.ndarray:
+        """One normalised passage embedding."""
+        return self.encoder.encode_passage(text)
+
+    similarity = staticmethod(DenseEncoder.similarity)
+
+    # the Retriever protocol --------------------------------------------------------------
+    def index(self, corpus: Corpus, *, show_progress: bool = False) -> None:
+        """Encode every document (title + text by default) into the vector index."""
+        if len(corpus) == 0:
+            raise DataError(None, "cannot index an empty corpus")
+        t0 = time.perf_counter()
+        vectors = self.encode_passages(corpus.contents(self.with_title), show_progress=show_progress)
+        self.timings["encode_passages_seconds"] = time.perf_counter() - t0
+        self._index = VectorIndex(vectors, corpus.ids)
+        self._corpus = corpus
+
+    def index_vectors(self, vectors: np.ndarray, corpus: Corpus) -> None:
+        """Use passage embeddings computed elsewhere (e.g. cached) for `corpus`."""
+        self._index = VectorIndex(np.asarray(vectors, dtype=np.float32), corpus.ids)
+        self._corpus = corpus
+
+    @property
+    def doc_ids(self) -> list[str]:
+        """Ids of the indexed documents."""
+        return self._require_index().ids
+
+    def _require_index(self) -> VectorIndex:
+        if self._index is None:
+            raise ModelError("the index is empty: call index(corpus) first")
+        return self._index
+
+    def search(self, queries: Queries | Sequence[str], k: int = 10, *, show_progress: bool = False) -> Ranking:
+        """Top-`k` documents per query by cosine similarity."""
+        index = self._require_index()
+        qs = as_queries(queries)
+        t0 = time.perf_counter()
+        q = self.encode_queries(qs.texts, show_progress=show_progress)
+        t1 = time.perf_counter()
+        idx, scores = index.search(q, k) if len(qs) else (np.empty((0, k), np.int64), np.empty((0, k), np.float32))
+        self.timings.update(encode_queries_seconds=t1 - t0, search_seconds=time.perf_counter() - t1)
+        return Ranking(qs.ids, idx, scores, index.ids)
+
+    def corpus(self) -> Corpus | None:
+        """The indexed corpus (texts come back with search results)."""
+        return self._corpus
+
+    def save(self, path: str | Path, *, overwrite: bool = True) -> None:
+        """Vectors (memory-mappable), the corpus and the encoder settings; an in-memory model is
+        saved inside the directory, a model given by path or hub id is referenced."""
+        index = self._require_index()
+        with atomic.atomic_directory(path, overwrite=overwrite) as tmp:
+            index.save(tmp / "vectors")
+            if self._corpus is not None:
+                from korag.data.beir import write_corpus_jsonl
+
+                write_corpus_jsonl(self._corpus, tmp / "corpus.jsonl")
+            config = self.encoder.config()
+            if not config["model"]:
+                self.encoder.model.save(str(tmp / "model"))
+                config["model"] = "model"  # relative to the index directory
+            elif Path(config["model"]).exists():
+                config["model"] = str(Path(config["model"]).resolve())
+            info = {
+                "type": self.name,
+                "format_version": 1,
+                "korag_version": __version__,
+                "encoder": config,
+                "with_title": self.with_title,
+                "num_docs": len(index),
+                "dim": index.dim,
+            }
+            atomic.write_json(tmp / RETRIEVER_FILE, info)
+
+    @classmethod
+    def load(cls, path: str | Path, *, mmap: bool = True, model: Any = None, device: str = "cpu") -> DenseRetriever:
+        """Open a saved dense index (the encoder model is loaded from where it was saved)."""
+        p = Path(path)
+        info = read_retriever_info(p)
+        if info.get("type") != cls.name:
+            raise ModelError(f"{p}: holds a {info.get('type')!r} retriever, not dense")
+        enc = info["encoder"]
+        model_ref = enc["model"]
+        if model is None:
+            model = p / model_ref if model_ref == "model" else model_ref
+        r = cls(
+            model,
+            query_prefix=enc["query_prefix"],
+            passage_prefix=enc["passage_prefix"],
+            batch_size=enc["batch_size"],
+            max_seq_length=enc["max_seq_length"],
+            precision=enc["precision"],
+            with_title=info["with_title"],
+            device=device,
+        )
+        r._index = VectorIndex.load(p / "vectors", mmap=mmap)
+        if (p / "corpus.jsonl").is_file():
+            r._corpus = read_corpus_jsonl(
+                p / "corpus.jsonl", id_field_name="_id", text_field="text", title_field="title"
+            )
+        return r
+
+
+register_retriever("dense", lambda path, mmap: DenseRetriever.load(path, mmap=mmap))
+
+__all__ = ["DenseRetriever", "Hit"]

@@ -1,0 +1,1 @@
+"""Synthetic training data: query generation, filters and hard negatives."""

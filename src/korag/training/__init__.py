@@ -1,0 +1,1 @@
+"""Training machinery shared by the dense and sparse retrievers (and later the memory models)."""
