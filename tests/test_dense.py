@@ -41,7 +41,7 @@ def test_top_k_and_vector_index(tmp_path):
     vecs = rng.normal(size=(30, 8)).astype(np.float32)
     index = VectorIndex(vecs, [f"d{i}" for i in range(30)])
     q = rng.normal(size=(3, 8)).astype(np.float32)
-    i, s = index.search(q, 4, block=2)
+    i, _ = index.search(q, 4, block=2)
     np.testing.assert_array_equal(i, np.argsort(-(q @ vecs.T), axis=1)[:, :4])
     index.save(tmp_path / "v")
     loaded = VectorIndex.load(tmp_path / "v")
@@ -108,7 +108,9 @@ def test_tuned_weights_beat_a_bad_equal_mix():
     rng = np.random.default_rng(1)
     docs = [f"d{i}" for i in range(40)]
     qrels = Qrels({f"q{i}": {docs[i]: 1} for i in range(30)})
-    good = Ranking.from_dict({f"q{i}": {docs[i]: 5.0, **{docs[j]: float(rng.random()) for j in range(30, 40)}} for i in range(30)})
+    good = Ranking.from_dict(
+        {f"q{i}": {docs[i]: 5.0, **{docs[j]: float(rng.random()) for j in range(30, 40)}} for i in range(30)}
+    )
     noise = Ranking.from_dict({f"q{i}": {docs[j]: float(rng.random() * 10) for j in range(40)} for i in range(30)})
     weights, score, trials = tune_weights([good, noise], qrels)
     assert weights[0] > weights[1] and score == pytest.approx(1.0)
@@ -116,8 +118,12 @@ def test_tuned_weights_beat_a_bad_equal_mix():
 
 
 def test_hybrid_retriever_round_trip(tiny_encoder, sample, tmp_path):
-    h = HybridRetriever([BM25Retriever("bigram-stem"), DenseRetriever(str(tiny_encoder))], method="weighted",
-                        weights=[0.8, 0.2], depth=20)
+    h = HybridRetriever(
+        [BM25Retriever("bigram-stem"), DenseRetriever(str(tiny_encoder))],
+        method="weighted",
+        weights=[0.8, 0.2],
+        depth=20,
+    )
     h.index(sample.corpus)
     r = h.search(sample.queries, k=5)
     assert r.indices.shape[1] == 5

@@ -31,7 +31,9 @@ def sample_beir(tmp_path_factory) -> Path:
 
 
 def _losses(output: Path) -> list[float]:
-    states = sorted((output / "checkpoints").glob("checkpoint-*/trainer_state.json"), key=lambda p: int(p.parent.name.split("-")[1]))
+    states = sorted(
+        (output / "checkpoints").glob("checkpoint-*/trainer_state.json"), key=lambda p: int(p.parent.name.split("-")[1])
+    )
     history = json.loads(states[-1].read_text())["log_history"]
     return [h["loss"] for h in history if "loss" in h]
 
@@ -40,9 +42,19 @@ def test_full_training_lowers_the_loss_and_logs_everything(tiny_encoder, tmp_pat
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     qa = load_sample()
-    cfg = DenseTrainConfig(base=str(tiny_encoder), max_steps=40, batch_size=16, learning_rate=3e-3, eval_steps=20,
-                           logging_steps=2, eval_fraction=0.2, save_total_limit=3,
-                           histogram_layers=[r"encoder\.layer\.0\.attention"], histogram_steps=10, seed=3)
+    cfg = DenseTrainConfig(
+        base=str(tiny_encoder),
+        max_steps=40,
+        batch_size=16,
+        learning_rate=3e-3,
+        eval_steps=20,
+        logging_steps=2,
+        eval_fraction=0.2,
+        save_total_limit=3,
+        histogram_layers=[r"encoder\.layer\.0\.attention"],
+        histogram_steps=10,
+        seed=3,
+    )
     result = train_dense(qa, cfg, tmp_path / "out", show_progress=False)
     losses = _losses(tmp_path / "out")
     assert np.mean(losses[-3:]) < np.mean(losses[:3]) - 0.1, losses
@@ -63,8 +75,16 @@ def test_full_training_lowers_the_loss_and_logs_everything(tiny_encoder, tmp_pat
 def test_lora_saves_adapter_and_merged_model(tiny_encoder, tmp_path):
     from sentence_transformers import SentenceTransformer
 
-    cfg = DenseTrainConfig(base=str(tiny_encoder), lora=True, lora_r=4, max_steps=8, batch_size=16,
-                           learning_rate=5e-3, eval_steps=4, eval_fraction=0.2)
+    cfg = DenseTrainConfig(
+        base=str(tiny_encoder),
+        lora=True,
+        lora_r=4,
+        max_steps=8,
+        batch_size=16,
+        learning_rate=5e-3,
+        eval_steps=4,
+        eval_fraction=0.2,
+    )
     result = train_dense(load_sample(), cfg, tmp_path / "out", show_progress=False)
     assert (result.adapter_dir / "adapter_config.json").is_file()
     assert not (result.model_dir / "adapter_config.json").exists()
@@ -80,13 +100,17 @@ def test_training_pairs_and_bad_training_input(tiny_encoder, tmp_path):
     rs = load_sample().to_retrieval_set()
     pairs = training_pairs(rs)
     assert len(pairs) == len(rs.queries) and pairs[0].positive.startswith(rs.corpus.get(pairs[0].positive_id).title)
-    empty = RetrievalSet(rs.corpus, rs.queries, Qrels({q: {d: 0 for d in rs.qrels[q]} for q in rs.qrels}))
+    empty = RetrievalSet(rs.corpus, rs.queries, Qrels({q: dict.fromkeys(rs.qrels[q], 0) for q in rs.qrels}))
     with pytest.raises(DataError, match="no training pairs"):
         train_dense(empty, DenseTrainConfig(base=str(tiny_encoder), max_steps=2, eval_fraction=0), tmp_path / "o")
     with pytest.raises(ConfigError, match="set both the query and the passage prefix"):
         train_dense(rs, DenseTrainConfig(base=str(tiny_encoder), max_steps=2, query_prefix="q: "), tmp_path / "o2")
     with pytest.raises(ConfigError, match="mini_batch_size"):
-        train_dense(rs, DenseTrainConfig(base=str(tiny_encoder), loss="cached-mnrl", batch_size=4, mini_batch_size=8), tmp_path / "o3")
+        train_dense(
+            rs,
+            DenseTrainConfig(base=str(tiny_encoder), loss="cached-mnrl", batch_size=4, mini_batch_size=8),
+            tmp_path / "o3",
+        )
 
 
 def test_gradient_callback_skips_unplottable_gradients():
@@ -127,10 +151,34 @@ def test_gradient_callback_skips_unplottable_gradients():
 
 def test_train_dense_cli_resumes_after_a_kill(tiny_encoder, sample_beir, tmp_path):
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "korag.cli", "train", "dense", str(sample_beir), "--base", str(tiny_encoder),
-           "--output", str(out), "--full", "--epochs", "30", "--batch-size", "8", "--eval-steps", "20",
-           "--eval-fraction", "0.2", "--learning-rate", "1e-3", "--seed", "5"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    cmd = [
+        sys.executable,
+        "-m",
+        "korag.cli",
+        "train",
+        "dense",
+        str(sample_beir),
+        "--base",
+        str(tiny_encoder),
+        "--output",
+        str(out),
+        "--full",
+        "--epochs",
+        "30",
+        "--batch-size",
+        "8",
+        "--eval-steps",
+        "20",
+        "--eval-fraction",
+        "0.2",
+        "--learning-rate",
+        "1e-3",
+        "--seed",
+        "5",
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONWARNINGS": "ignore"}
+    )
     deadline = time.time() + 300
     killed_after = None
     while time.time() < deadline and proc.poll() is None:
@@ -143,9 +191,28 @@ def test_train_dense_cli_resumes_after_a_kill(tiny_encoder, sample_beir, tmp_pat
     proc.wait(60)
     assert killed_after is not None, "training finished before it could be interrupted"
     assert not (out / "model").exists()  # nothing final was written by the killed run
-    res = run_cli("train", "dense", str(sample_beir), "--base", str(tiny_encoder), "--output", str(out), "--full",
-                  "--epochs", "30", "--batch-size", "8", "--eval-steps", "20", "--eval-fraction", "0.2",
-                  "--learning-rate", "1e-3", "--seed", "5")
+    res = run_cli(
+        "train",
+        "dense",
+        str(sample_beir),
+        "--base",
+        str(tiny_encoder),
+        "--output",
+        str(out),
+        "--full",
+        "--epochs",
+        "30",
+        "--batch-size",
+        "8",
+        "--eval-steps",
+        "20",
+        "--eval-fraction",
+        "0.2",
+        "--learning-rate",
+        "1e-3",
+        "--seed",
+        "5",
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     info = json.loads((out / "training.json").read_text())
     assert info["resumed_from"] is not None and int(info["resumed_from"].split("-")[1]) >= killed_after
@@ -155,14 +222,40 @@ def test_train_dense_cli_resumes_after_a_kill(tiny_encoder, sample_beir, tmp_pat
 
 
 def test_eval_cli_dense_and_tuned_hybrid(tiny_encoder, sample_beir, tmp_path):
-    res = run_cli("eval", "retrieval", str(sample_beir), "--retriever", "dense", "--model", str(tiny_encoder),
-                  "--k", "20", "--output", str(tmp_path / "dense.json"))
+    res = run_cli(
+        "eval",
+        "retrieval",
+        str(sample_beir),
+        "--retriever",
+        "dense",
+        "--model",
+        str(tiny_encoder),
+        "--k",
+        "20",
+        "--output",
+        str(tmp_path / "dense.json"),
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     dense = json.loads((tmp_path / "dense.json").read_text())
     assert {"mrr@10", "ndcg@10", "recall@1", "recall@10"} <= set(dense["metrics"])
     assert dense["retriever"]["type"] == "dense" and dense["timings"]["queries_per_second"] > 0
-    res = run_cli("eval", "retrieval", str(sample_beir), "--retriever", "hybrid", "--model", str(tiny_encoder),
-                  "--fusion", "weighted", "--tune-split", "train", "--k", "20", "--output", str(tmp_path / "h.json"))
+    res = run_cli(
+        "eval",
+        "retrieval",
+        str(sample_beir),
+        "--retriever",
+        "hybrid",
+        "--model",
+        str(tiny_encoder),
+        "--fusion",
+        "weighted",
+        "--tune-split",
+        "train",
+        "--k",
+        "20",
+        "--output",
+        str(tmp_path / "h.json"),
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     hybrid = json.loads((tmp_path / "h.json").read_text())
     assert len(hybrid["tuning"]["weights"]) == 2 and hybrid["retriever"]["method"] == "weighted"
@@ -177,9 +270,27 @@ def test_cli_errors_for_dense(tiny_encoder, sample_beir, tmp_path):
     assert res.returncode == 2 and "needs --model" in res.stderr
     res = run_cli("eval", "retrieval", str(sample_beir), "--retriever", "dense", "--model", str(tmp_path / "nope"))
     assert res.returncode == 2 and "no such model directory" in res.stderr and "Traceback" not in res.stderr
-    res = run_cli("train", "dense", str(sample_beir), "--base", str(tiny_encoder), "--output", str(tmp_path / "o"),
-                  "--query-prefix", "query: ")
+    res = run_cli(
+        "train",
+        "dense",
+        str(sample_beir),
+        "--base",
+        str(tiny_encoder),
+        "--output",
+        str(tmp_path / "o"),
+        "--query-prefix",
+        "query: ",
+    )
     assert res.returncode == 2 and "set both the query and the passage prefix" in res.stderr
-    res = run_cli("train", "dense", str(sample_beir), "--base", str(tiny_encoder), "--output", str(tmp_path / "o"),
-                  "--batch-size", "1")
+    res = run_cli(
+        "train",
+        "dense",
+        str(sample_beir),
+        "--base",
+        str(tiny_encoder),
+        "--output",
+        str(tmp_path / "o"),
+        "--batch-size",
+        "1",
+    )
     assert res.returncode == 2 and "batch_size" in res.stderr

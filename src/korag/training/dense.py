@@ -70,7 +70,9 @@ class DenseTrainConfig(BaseModel):
     passage_prefix: str | None = None
     max_seq_length: int = Field(256, gt=8)
     with_title: bool = True
-    hard_negatives: int = Field(0, ge=0, description="BM25-mined negatives per query")
+    hard_negatives: int = Field(0, ge=0, description="mined hard negatives per query")
+    negatives_from: Literal["bm25", "model"] = Field("bm25", description="mine with BM25 or the base model itself")
+    negative_ranks: tuple[int, int] = Field((2, 30), description="rank window [start, end) of mined negatives")
     eval_fraction: float = Field(0.1, ge=0, lt=1)
     eval_max_docs: int = Field(1000, gt=0)
     eval_steps: int = Field(50, gt=0)
@@ -178,6 +180,30 @@ def merge_lora_(model) -> int:
     return merged
 
 
+def _mine(rs: RetrievalSet, config: DenseTrainConfig, answers, show_progress: bool) -> dict[str, list[str]]:
+    from korag.synth.negatives import mine_negatives
+
+    if config.negatives_from == "model":
+        from korag.retrieval.dense import DenseRetriever
+
+        miner = DenseRetriever(
+            config.base,
+            query_prefix=config.query_prefix,
+            passage_prefix=config.passage_prefix,
+            max_seq_length=config.max_seq_length,
+            device=config.device,
+        )
+    else:
+        from korag.retrieval.bm25 import BM25Retriever
+
+        miner = BM25Retriever()
+    miner.index(rs.corpus, show_progress=show_progress)
+    negatives, _ = mine_negatives(
+        rs, miner, num=config.hard_negatives, rank_range=config.negative_ranks, answers=answers
+    )
+    return negatives
+
+
 def train_dense(
     train: RetrievalSet | QASet,
     config: DenseTrainConfig,
@@ -208,14 +234,10 @@ def train_dense(
         rs, dev_rs = split_queries(rs, config.eval_fraction, config.seed)
     else:
         dev_rs = as_retrieval_set(dev)
+    answers = {e.id: e.answers for e in train.examples} if isinstance(train, QASet) else None
     negatives = None
     if config.hard_negatives:
-        from korag.retrieval.bm25 import BM25Retriever
-        from korag.synth.negatives import mine_negatives
-
-        bm25 = BM25Retriever()
-        bm25.index(rs.corpus)
-        negatives, _ = mine_negatives(rs, bm25, num=config.hard_negatives)
+        negatives = _mine(rs, config, answers, show_progress)
     pairs = training_pairs(rs, with_title=config.with_title, negatives=negatives)
     if config.hard_negatives:
         pairs = [p for p in pairs if len(p.negatives) == config.hard_negatives]
