@@ -227,7 +227,7 @@ def main() -> None:
             eval_max_docs=1000,
             seed=0,
         )
-        res = train_dense(train_rs, cfg, out_dir, dev=dev_rs)
+        res = train_dense(train_rs, cfg, out_dir, dev=dev_rs, resume=False)
         training[label] = {
             "pairs_per_second": res.pairs_per_second,
             "seconds": res.train_seconds,

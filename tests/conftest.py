@@ -55,3 +55,17 @@ def e5_small(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("models") / "e5-small"
     convert_e5_small(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def sample_beir(tmp_path_factory) -> Path:
+    """The built-in sample set in BEIR layout: 'train' and 'test' qrels over one corpus."""
+    from korag.data.beir import write_beir
+    from korag.data.sample import load_sample
+    from korag.training.data import split_queries
+
+    rs = load_sample().to_retrieval_set()
+    test, train = split_queries(rs, 0.6, seed=1)
+    out = tmp_path_factory.mktemp("data") / "sample-beir"
+    write_beir(rs, out, splits={"train": train.qrels, "test": test.qrels})
+    return out

@@ -12,22 +12,12 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
-from korag.data.beir import write_beir
 from korag.data.sample import load_sample
 from korag.data.schema import Qrels, RetrievalSet
 from korag.errors import ConfigError, DataError
 from korag.training.callbacks import GradientStatsCallback
-from korag.training.data import split_queries, training_pairs
+from korag.training.data import training_pairs
 from korag.training.dense import DenseTrainConfig, train_dense
-
-
-@pytest.fixture(scope="module")
-def sample_beir(tmp_path_factory) -> Path:
-    rs = load_sample().to_retrieval_set()
-    test, train = split_queries(rs, 0.6, seed=1)
-    out = tmp_path_factory.mktemp("data") / "sample-beir"
-    write_beir(rs, out, splits={"train": train.qrels, "test": test.qrels})
-    return out
 
 
 def _losses(output: Path) -> list[float]:
@@ -294,3 +284,15 @@ def test_cli_errors_for_dense(tiny_encoder, sample_beir, tmp_path):
         "1",
     )
     assert res.returncode == 2 and "batch_size" in res.stderr
+
+
+def test_resuming_under_other_settings_is_refused(tiny_encoder, tmp_path):
+    qa = load_sample()
+    cfg = DenseTrainConfig(base=str(tiny_encoder), max_steps=2, batch_size=8, eval_fraction=0, eval_steps=1)
+    train_dense(qa, cfg, tmp_path / "o", show_progress=False)
+    changed = cfg.model_copy(update={"learning_rate": 1e-3, "max_steps": 4})
+    with pytest.raises(ConfigError, match=r"different settings \(learning_rate, max_steps\)"):
+        train_dense(qa, changed, tmp_path / "o", show_progress=False)
+    # starting over is always allowed, and drops the old checkpoints
+    result = train_dense(qa, changed, tmp_path / "o", show_progress=False, resume=False)
+    assert result.resumed_from is None and result.global_step == 4

@@ -31,10 +31,12 @@ data_app = typer.Typer(help="Read, convert and describe data.", no_args_is_help=
 eval_app = typer.Typer(help="Evaluate retrievers.", no_args_is_help=True)
 models_app = typer.Typer(help="Write models to disk for offline use.", no_args_is_help=True)
 train_app = typer.Typer(help="Train retrievers.", no_args_is_help=True)
+export_app = typer.Typer(help="Export models for serving engines.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(eval_app, name="eval")
 app.add_typer(models_app, name="models")
 app.add_typer(train_app, name="train")
+app.add_typer(export_app, name="export")
 
 out = Console()
 err = Console(stderr=True)
@@ -219,8 +221,18 @@ def _metric_table(title: str, metrics: dict[str, float], timings: dict[str, floa
 @eval_app.command("retrieval")
 def eval_retrieval(
     data_dir: Annotated[str, typer.Argument(help="BEIR-layout directory (or any loadable QA data)")],
-    retriever: Annotated[str, typer.Option(help="bm25 | dense | hybrid (BM25 + dense)")] = "bm25",
-    model: Annotated[str | None, typer.Option(help="dense model: a directory (or a hub id when online)")] = None,
+    retriever: Annotated[str, typer.Option(help="bm25 | dense | sparse | hybrid")] = "bm25",
+    model: Annotated[
+        str | None, typer.Option(help="dense model (sparse model with --retriever sparse): a directory or hub id")
+    ] = None,
+    sparse_model: Annotated[str | None, typer.Option(help="korag sparse model directory (for hybrids)")] = None,
+    members: Annotated[
+        str | None, typer.Option(help="hybrid members, e.g. bm25,dense or sparse,dense (default: BM25 + models given)")
+    ] = None,
+    prune_type: Annotated[
+        str, typer.Option(help="sparse: prune documents like OpenSearch: none|top_k|max_ratio|alpha_mass|abs_value")
+    ] = "none",
+    prune_ratio: Annotated[float | None, typer.Option(help="sparse: the pruning parameter")] = None,
     tokenizer: Annotated[
         str, typer.Option(help="bigram-stem | bigram | kiwi | mecab | whitespace | ngram:N | hf:PATH")
     ] = "bigram-stem",
@@ -230,7 +242,7 @@ def eval_retrieval(
     b: Annotated[float, typer.Option(help="BM25 b")] = 0.75,
     method: Annotated[str, typer.Option(help="BM25 variant: lucene, robertson, atire, bm25l, bm25+")] = "lucene",
     fusion: Annotated[str, typer.Option(help="hybrid fusion: rrf | weighted")] = "rrf",
-    weights: Annotated[str | None, typer.Option(help="hybrid weights BM25,dense, e.g. 0.7,0.3")] = None,
+    weights: Annotated[str | None, typer.Option(help="hybrid weights in member order, e.g. 0.7,0.3")] = None,
     tune_split: Annotated[str | None, typer.Option(help="choose hybrid weights on this split's queries")] = None,
     batch_size: Annotated[int, typer.Option(help="dense encoding batch size")] = 32,
     max_seq_length: Annotated[int | None, typer.Option(help="dense: truncate inputs to this many tokens")] = None,
@@ -254,9 +266,12 @@ def eval_retrieval(
     r = make_retriever(
         retriever,
         model=model,
+        sparse_model=sparse_model,
+        members=[m.strip() for m in members.split(",")] if members else None,
         tokenizer=tokenizer,
         bm25={"k1": k1, "b": b, "method": method},
         dense={"batch_size": batch_size, "max_seq_length": max_seq_length, "precision": precision},
+        sparse={"prune_type": prune_type, "prune_ratio": prune_ratio, "max_seq_length": max_seq_length},
         fusion=fusion,
         weights=parse_weights(weights),
         depth=max(k, 100),
@@ -273,13 +288,24 @@ def eval_retrieval(
         r, dataset, k=k, metrics=metric or DEFAULT_METRICS, show_progress=True, index=tuning is None
     )
     described = _describe_retriever(r)
+    from korag.retrieval.sparse import SparseRetriever
+
+    # what a sparse index costs, reported with every sparse evaluation
+    efficiency = [m.efficiency() for m in getattr(r, "retrievers", [r]) if isinstance(m, SparseRetriever)]
     out.print(
         _metric_table(
             f"{retriever} ({described.get('name', '')}) on {data_dir} [{split}]", result.metrics, result.timings
         )
     )
+    for e in efficiency:
+        out.print(
+            f"sparse: {e['query_active_dims']:.1f} active dims per query, {e['document_active_dims']:.1f} per "
+            f"document, FLOPS {e['flops']:.2f}, postings {e['index_mb']:.1f} MB"
+        )
     if output:
-        extra = {"tuning": {k_: v for k_, v in tuning.items() if k_ != "trials"}} if tuning else {}
+        extra: dict = {"tuning": {k_: v for k_, v in tuning.items() if k_ != "trials"}} if tuning else {}
+        if efficiency:
+            extra["sparse_efficiency"] = efficiency[0] if len(efficiency) == 1 else efficiency
         payload = result.to_json(
             retriever={"type": retriever, **described}, data={"path": str(data_dir), "split": split}, k=k, **extra
         )
@@ -296,6 +322,10 @@ def _describe_retriever(r) -> dict:
         return {"name": r.tokenizer.config()["name"], "tokenizer": r.tokenizer.config(), **r.params()}
     if isinstance(r, DenseRetriever):
         return {"name": r.encoder.model_name, "encoder": r.encoder.config()}
+    from korag.retrieval.sparse import SparseRetriever
+
+    if isinstance(r, SparseRetriever):
+        return {"name": f"sparse {r.info.mode}", "encoder": r.config()}
     if isinstance(r, HybridRetriever):
         return {
             "name": "+".join(_describe_retriever(m)["name"] for m in r.retrievers),
@@ -453,6 +483,125 @@ def train_dense_cmd(
     if result.resumed_from:
         out.print(f"resumed from {result.resumed_from}")
     out.print(f"model: {result.model_dir}  (TensorBoard: korag tensorboard {output})")
+
+
+def _validated(config_cls, **kwargs):
+    from pydantic import ValidationError
+
+    try:
+        return config_cls(**kwargs)
+    except ValidationError as exc:
+        raise ConfigError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from None
+
+
+@train_app.command("sparse")
+def train_sparse_cmd(
+    data_dir: Annotated[str, typer.Argument(help="BEIR-layout directory; trains on its 'train' split")],
+    base: Annotated[str, typer.Option(help="base encoder directory (or hub id when online)")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="output directory (model/ inside is the result)")],
+    mode: Annotated[str, typer.Option(help="doc-only (inference-free queries) | bi-encoder")] = "doc-only",
+    expansion: Annotated[
+        bool, typer.Option("--expansion/--no-expansion", help="SPLADE expansion head, or weight input tokens only")
+    ] = True,
+    epochs: Annotated[float, typer.Option(help="training epochs")] = 1.0,
+    max_steps: Annotated[int, typer.Option(help="stop after this many steps (overrides epochs)")] = -1,
+    batch_size: Annotated[int, typer.Option(help="pairs per batch (in-batch negatives)")] = 16,
+    learning_rate: Annotated[float | None, typer.Option(help="encoder learning rate (default 2e-5; LoRA 1e-4)")] = None,
+    head_learning_rate: Annotated[float, typer.Option(help="sparse head learning rate")] = 1e-3,
+    query_learning_rate: Annotated[float, typer.Option(help="doc-only query-weight learning rate")] = 1e-3,
+    hard_negatives: Annotated[int, typer.Option(help="mined hard negatives per query")] = 1,
+    document_regularizer: Annotated[float | None, typer.Option(help="FLOPS λ for documents")] = None,
+    query_regularizer: Annotated[float | None, typer.Option(help="FLOPS λ for queries (bi-encoder)")] = None,
+    l0_threshold: Annotated[int | None, typer.Option(help="FLOPS only on documents with more active dims")] = None,
+    distill: Annotated[str, typer.Option(help="none | margin-mse (teacher scores)")] = "none",
+    teacher: Annotated[str, typer.Option(help="margin-mse teacher: bm25 or a dense model directory")] = "bm25",
+    mlm_warmup_steps: Annotated[int, typer.Option(help="masked-LM warm-up steps of the expansion head")] = 200,
+    head_vocab: Annotated[str, typer.Option(help="expansion vocabulary: corpus | full")] = "corpus",
+    lora: Annotated[bool, typer.Option("--lora/--full", help="LoRA adapters or full fine-tuning")] = False,
+    max_seq_length: Annotated[int, typer.Option(help="truncate documents")] = 256,
+    eval_steps: Annotated[int, typer.Option(help="evaluate and checkpoint every N steps")] = 50,
+    eval_fraction: Annotated[float, typer.Option(help="share of training queries held out")] = 0.1,
+    seed: Annotated[int, typer.Option(help="random seed")] = 42,
+    resume: Annotated[bool, typer.Option(help="continue from the last checkpoint in OUTPUT")] = True,
+    keep_checkpoints: Annotated[bool, typer.Option(help="keep checkpoints/ after success")] = True,
+) -> None:
+    """Train a learned sparse retriever (SPLADE; OpenSearch neural-sparse compatible)."""
+    from korag.data.beir import read_beir
+    from korag.training.sparse import SparseTrainConfig, train_sparse
+
+    config = _validated(
+        SparseTrainConfig,
+        base=base,
+        mode=mode,
+        expansion=expansion,
+        epochs=epochs,
+        max_steps=max_steps,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        head_learning_rate=head_learning_rate,
+        query_learning_rate=query_learning_rate,
+        hard_negatives=hard_negatives,
+        document_regularizer=document_regularizer,
+        query_regularizer=query_regularizer,
+        document_l0_threshold=l0_threshold,
+        distill=distill,
+        teacher=teacher,
+        mlm_warmup_steps=mlm_warmup_steps,
+        head_vocab=head_vocab,
+        lora=lora,
+        max_seq_length=max_seq_length,
+        eval_steps=eval_steps,
+        eval_fraction=eval_fraction,
+        seed=seed,
+        keep_checkpoints=keep_checkpoints,
+    )
+    train_set = read_beir(data_dir, "train")
+    result = train_sparse(train_set, config, output, resume=resume)
+    out.print(
+        _metric_table(
+            f"sparse training ({mode}) → {result.model_dir}",
+            dict(result.metrics),
+            {
+                "train_seconds": result.train_seconds,
+                "pairs_per_second": result.pairs_per_second,
+                "steps": result.global_step,
+            },
+        )
+    )
+    if result.resumed_from:
+        out.print(f"resumed from {result.resumed_from}")
+    out.print(f"model: {result.model_dir}  (TensorBoard: korag tensorboard {output})")
+
+
+@export_app.command("opensearch")
+def export_opensearch_cmd(
+    model_dir: Annotated[Path, typer.Argument(help="a korag sparse model directory")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="directory to write")],
+    name: Annotated[str | None, typer.Option(help="model name in ML Commons (default: the directory's name)")] = None,
+    version: Annotated[str, typer.Option(help="model version")] = "1.0.0",
+    max_length: Annotated[int, typer.Option(help="tokenizer truncation length")] = 512,
+    prune_type: Annotated[
+        str, typer.Option(help="ingest pruning: none|top_k|max_ratio|alpha_mass|abs_value")
+    ] = "max_ratio",
+    prune_ratio: Annotated[float | None, typer.Option(help="ingest pruning parameter")] = 0.1,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing OUTPUT")] = False,
+) -> None:
+    """Write ML Commons model zips + configs, index mapping, ingest pipeline and query examples."""
+    from korag.export.opensearch import export_opensearch
+
+    r = export_opensearch(
+        model_dir,
+        output,
+        name=name,
+        version=version,
+        max_length=max_length,
+        prune_type=prune_type,
+        prune_ratio=prune_ratio,
+        overwrite=overwrite,
+    )
+    for f in r.files:
+        out.print(f"  {output / f}")
+    out.print(f"'.' in token strings is written as {r.dot_replacement!r} (rank_features names cannot contain dots)")
 
 
 @app.command()

@@ -59,7 +59,7 @@ def read_retriever_info(path: str | Path) -> dict[str, Any]:
 
 def load_retriever(path: str | Path, *, mmap: bool = True) -> Retriever:
     """Open any saved retriever, dispatching on the type recorded in ``retriever.json``."""
-    from korag.retrieval import bm25, dense, fusion  # noqa: F401  (register the built-in loaders)
+    from korag.retrieval import bm25, dense, fusion, sparse  # noqa: F401  (register the built-in loaders)
 
     info = read_retriever_info(path)
     kind = info.get("type")

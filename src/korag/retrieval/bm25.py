@@ -256,6 +256,34 @@ class BM25Retriever(PassageSearchMixin):
         self.timings.update(query_tokenize_seconds=t1 - t0, search_seconds=t2 - t1)
         return Ranking(qs.ids, indices, scores, self._doc_ids)
 
+    def score_pairs(self, queries: Sequence[str], doc_ids: Sequence[Sequence[str]]) -> np.ndarray:
+        """BM25 scores of each query against its listed documents (queries × docs-per-query),
+        e.g. teacher scores for distillation. Every row must list the same number of ids."""
+        if self._engine is None:
+            raise ModelError("the index is empty: call index(corpus) first")
+        if self._dirty:
+            self._rebuild()
+        if self.method in ("bm25l", "bm25+"):
+            raise ModelError("score_pairs supports the lucene, robertson and atire variants")
+        width = len(doc_ids[0]) if len(doc_ids) else 0
+        if any(len(row) != width for row in doc_ids):
+            raise ValueError("score_pairs: every query needs the same number of documents")
+        position = {d: i for i, d in enumerate(self._doc_ids)}
+        missing = [d for row in doc_ids for d in row if d not in position]
+        if missing:
+            raise DataError(None, f"score_pairs: {len(missing)} document id(s) not in the index, e.g. {missing[0]!r}")
+        matrix = self.score_matrix().T.tocsr()  # documents × vocabulary weights
+        vocab = self._require_counts().vocab
+        out = np.zeros((len(queries), width), dtype=np.float32)
+        for i, tokens in enumerate(self.tokenizer.tokenize_batch(list(queries))):
+            # bm25s sums a repeated query token once per occurrence; so does this
+            cols = [vocab[t] for t in tokens if t in vocab]
+            if not cols:
+                continue
+            rows = [position[d] for d in doc_ids[i]]
+            out[i] = np.asarray(matrix[rows][:, cols].sum(axis=1)).ravel()
+        return out
+
     # -- persistence ----------------------------------------------------------------------
     def save(self, path: str | Path, *, overwrite: bool = True) -> None:
         """Write the index atomically: ``bm25s/`` (a plain bm25s index), ``counts/`` (term

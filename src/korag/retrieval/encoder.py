@@ -47,9 +47,28 @@ def load_sentence_transformer(model: str | Path, *, device: str = "cpu", max_seq
     except OSError as exc:
         where = "directory" if Path(path).exists() else "hub id (is the machine online?)"
         raise ModelError(f"{model}: cannot load a sentence-transformers model from this {where}: {exc}") from None
+    check_tokenizer(st, model)
     if max_seq_length:
         st.max_seq_length = min(max_seq_length, model_max_length(st) or max_seq_length)
     return st
+
+
+def check_tokenizer(st, model: str | Path) -> None:
+    """Refuse a model whose tokenizer files are missing: transformers 5 then builds an empty
+    tokenizer (special tokens only) that maps every word to [UNK] without a word of warning."""
+    tok = getattr(st, "tokenizer", None)
+    if tok is None:
+        return
+    try:
+        rows = st[0].auto_model.get_input_embeddings().weight.shape[0]
+    except (AttributeError, IndexError, TypeError):
+        return
+    size = len(tok.get_vocab())
+    if size <= len(set(tok.all_special_ids)) or size < rows // 10:
+        raise ModelError(
+            f"{model}: no usable tokenizer (its vocabulary has {size} tokens for {rows} embeddings; "
+            "are tokenizer.json / tokenizer_config.json missing?)"
+        )
 
 
 def model_max_length(st) -> int | None:

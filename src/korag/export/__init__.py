@@ -1,0 +1,1 @@
+"""Exporting korag models to serving engines."""

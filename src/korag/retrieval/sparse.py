@@ -1,0 +1,256 @@
+"""Learned sparse retrieval (SPLADE, doc-only or bi-encoder) over an embedded inverted index.
+
+`SparseRetriever` implements the `Retriever` protocol. Documents are encoded by the model's
+transformer and sparse head (optionally pruned as OpenSearch's ingest processor would), queries
+either by the same encoder (bi-encoder) or — doc-only models — by tokenising and looking up the
+trained per-token weights in numpy: no transformer, no torch call at query time.
+
+`efficiency()` reports what sentence-transformers' sparse evaluator reports — average active
+dimensions of queries and documents and FLOPS, the expected number of multiplications per
+(query, document) pair, Σ_t P(q_t ≠ 0)·P(d_t ≠ 0) — plus the index's size on disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from korag import __version__, atomic
+from korag.data.jsonl import read_corpus_jsonl
+from korag.data.schema import Corpus, Queries, Ranking
+from korag.errors import DataError, ModelError
+from korag.retrieval.base import RETRIEVER_FILE, as_queries, read_retriever_info, register_retriever
+from korag.retrieval.hits import PassageSearchMixin
+from korag.retrieval.inverted_index import InvertedIndex
+from korag.retrieval.pruning import check_prune, prune
+
+
+def _torch_sparse_to_scipy(t) -> sp.csr_matrix:
+    # sentence-transformers builds these with `to_sparse()`, so they are coalesced; `coalesce()`
+    # itself is unavailable on inference-mode tensors
+    rows, cols = t._indices().cpu().numpy()
+    return sp.csr_matrix((t._values().float().cpu().numpy(), (rows, cols)), shape=tuple(t.shape))
+
+
+class SparseRetriever(PassageSearchMixin):
+    """Sparse dot-product retrieval with a korag sparse model (see `korag.models.sparse`)."""
+
+    name = "sparse"
+
+    def __init__(
+        self,
+        model: str | Path | Any,
+        *,
+        batch_size: int = 16,
+        max_seq_length: int | None = None,
+        with_title: bool = True,
+        prune_type: str = "none",
+        prune_ratio: float | None = None,
+        precision: str = "auto",
+        device: str = "cpu",
+    ) -> None:
+        from korag.models.sparse import load_sparse_encoder
+
+        check_prune(prune_type, prune_ratio)
+        if isinstance(model, str | Path):
+            self.model_path: str | None = str(Path(model).resolve()) if Path(model).exists() else str(model)
+            self.model = load_sparse_encoder(model, device=device)
+        else:
+            self.model_path = None
+            self.model = model
+        if max_seq_length:
+            self.model.max_seq_length = max_seq_length
+        self.info = self.model.korag_info
+        self.batch_size = batch_size
+        self.with_title = with_title
+        self.prune_type = prune_type
+        self.prune_ratio = prune_ratio
+        self.precision = precision
+        self.device = device
+        self._query_weights: np.ndarray | None = None
+        self._index: InvertedIndex | None = None
+        self._doc_ids: list[str] = []
+        self._corpus: Corpus | None = None
+        self.timings: dict[str, float] = {}
+
+    # -- encoding ---------------------------------------------------------------------------
+    @property
+    def doc_only(self) -> bool:
+        """Whether queries are encoded without the transformer."""
+        return self.info.mode == "doc-only"
+
+    def _autocast(self):
+        import torch
+
+        from korag.retrieval.encoder import bf16_supported
+
+        use = self.precision == "bf16" or (self.precision == "auto" and bf16_supported(self.device))
+        return torch.autocast("cpu", dtype=torch.bfloat16) if use else contextlib.nullcontext()
+
+    def encode_documents(self, texts: Sequence[str], *, show_progress: bool = False) -> sp.csr_matrix:
+        """Document vectors (documents × vocabulary), pruned as configured."""
+        import torch
+
+        with torch.inference_mode(), self._autocast():
+            t = self.model.encode_document(
+                list(texts), batch_size=self.batch_size, convert_to_sparse_tensor=True, show_progress_bar=show_progress
+            )
+        return prune(_torch_sparse_to_scipy(t), self.prune_type, self.prune_ratio)
+
+    def encode_queries(self, texts: Sequence[str], *, show_progress: bool = False) -> sp.csr_matrix:
+        """Query vectors (queries × vocabulary)."""
+        if not self.doc_only:
+            import torch
+
+            with torch.inference_mode(), self._autocast():
+                t = self.model.encode_query(
+                    list(texts), batch_size=self.batch_size, convert_to_sparse_tensor=True, show_progress_bar=False
+                )
+            return prune(_torch_sparse_to_scipy(t))
+        from korag.models.sparse import document_tokenizer, query_weights
+
+        if self._query_weights is None:
+            self._query_weights = query_weights(self.model)
+        tokenizer = document_tokenizer(self.model)
+        ids = tokenizer(list(texts), add_special_tokens=False, truncation=True)["input_ids"]
+        rows = np.repeat(np.arange(len(ids)), [len(x) for x in ids])
+        cols = np.fromiter((i for x in ids for i in x), dtype=np.int64, count=len(rows))
+        # a repeated query token counts once, as in OpenSearch's tokenizer and SparseStaticEmbedding
+        presence = sp.csr_matrix((np.ones(len(cols), np.float32), (rows, cols)), shape=(len(ids), self.info.vocab_size))
+        presence.data[:] = 1.0
+        return prune(presence.multiply(self._query_weights[None, :]).tocsr())
+
+    # -- the Retriever protocol ---------------------------------------------------------------
+    def index(self, corpus: Corpus, *, show_progress: bool = False) -> None:
+        """Encode every document into the inverted index (replacing any previous one)."""
+        if len(corpus) == 0:
+            raise DataError(None, "cannot index an empty corpus")
+        t0 = time.perf_counter()
+        docs = self.encode_documents(corpus.contents(self.with_title), show_progress=show_progress)
+        self.timings["encode_documents_seconds"] = time.perf_counter() - t0
+        self._index = InvertedIndex.from_documents(docs)
+        self._doc_ids = list(corpus.ids)
+        self._corpus = corpus
+
+    def _require_index(self) -> InvertedIndex:
+        if self._index is None:
+            raise ModelError("the index is empty: call index(corpus) first")
+        return self._index
+
+    @property
+    def doc_ids(self) -> list[str]:
+        """Ids of the indexed documents."""
+        return self._doc_ids
+
+    def search(self, queries: Queries | Sequence[str], k: int = 10, *, show_progress: bool = False) -> Ranking:
+        """Top-`k` documents per query by sparse dot product (exact)."""
+        index = self._require_index()
+        qs = as_queries(queries)
+        t0 = time.perf_counter()
+        q = self.encode_queries(qs.texts, show_progress=show_progress)
+        t1 = time.perf_counter()
+        if len(qs):
+            idx, scores = index.search(q, k)
+        else:
+            idx, scores = np.empty((0, k), np.int64), np.empty((0, k), np.float32)
+        self.timings.update(encode_queries_seconds=t1 - t0, search_seconds=time.perf_counter() - t1)
+        self._last_queries = q
+        return Ranking(qs.ids, idx, scores, self._doc_ids)
+
+    def corpus(self) -> Corpus | None:
+        """The indexed corpus (texts come back with search results)."""
+        return self._corpus
+
+    def efficiency(self, queries: Queries | Sequence[str] | None = None) -> dict[str, float]:
+        """Active dimensions, FLOPS per (query, document) pair and postings size."""
+        index = self._require_index()
+        q = self.encode_queries(as_queries(queries).texts) if queries is not None else self._last_queries
+        doc_dims = index.document_active_dims()
+        q_dims = np.diff(q.indptr)
+        p_doc = index.document_frequencies() / max(1, index.n_docs)
+        p_query = np.bincount(q.indices, minlength=index.vocab_size) / max(1, q.shape[0])
+        postings_bytes = sum(getattr(index.postings, a).nbytes for a in ("indptr", "indices", "data"))
+        return {
+            "query_active_dims": float(q_dims.mean()) if len(q_dims) else 0.0,
+            "document_active_dims": float(doc_dims.mean()),
+            "flops": float(p_query @ p_doc),
+            "postings": float(index.nnz),
+            "index_mb": postings_bytes / 2**20,
+        }
+
+    # -- persistence ----------------------------------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        """Settings that reproduce this retriever."""
+        return {
+            "model": self.model_path,
+            "mode": self.info.mode,
+            "expansion": self.info.expansion,
+            "batch_size": self.batch_size,
+            "max_seq_length": self.model.max_seq_length,
+            "prune_type": self.prune_type,
+            "prune_ratio": self.prune_ratio,
+            "precision": self.precision,
+        }
+
+    def save(self, path: str | Path, *, overwrite: bool = True) -> None:
+        """Postings (memory-mappable), the corpus and the model reference (or the model itself)."""
+        from korag.models.sparse import save_sparse_encoder
+
+        index = self._require_index()
+        with atomic.atomic_directory(path, overwrite=overwrite) as tmp:
+            size = index.save(tmp)
+            if self._corpus is not None:
+                from korag.data.beir import write_corpus_jsonl
+
+                write_corpus_jsonl(self._corpus, tmp / "corpus.jsonl")
+            config = self.config()
+            if not config["model"]:
+                save_sparse_encoder(self.model, tmp / "model")
+                config["model"] = "model"
+            info = {
+                "type": self.name,
+                "format_version": 1,
+                "korag_version": __version__,
+                "encoder": config,
+                "with_title": self.with_title,
+                "num_docs": index.n_docs,
+                "doc_ids": self._doc_ids,
+                "postings_bytes": size,
+            }
+            atomic.write_json(tmp / RETRIEVER_FILE, info, indent=None)
+
+    @classmethod
+    def load(cls, path: str | Path, *, mmap: bool = True, device: str = "cpu") -> SparseRetriever:
+        """Open a saved sparse index (memory-mapped postings)."""
+        p = Path(path)
+        info = read_retriever_info(p)
+        if info.get("type") != cls.name:
+            raise ModelError(f"{p}: holds a {info.get('type')!r} retriever, not sparse")
+        enc = info["encoder"]
+        model = p / "model" if enc["model"] == "model" else enc["model"]
+        r = cls(
+            model,
+            batch_size=enc["batch_size"],
+            max_seq_length=enc["max_seq_length"],
+            with_title=info["with_title"],
+            prune_type=enc["prune_type"],
+            prune_ratio=enc["prune_ratio"],
+            precision=enc["precision"],
+            device=device,
+        )
+        r._index = InvertedIndex.load(p, mmap=mmap)
+        r._doc_ids = list(info["doc_ids"])
+        if (p / "corpus.jsonl").is_file():
+            r._corpus = read_corpus_jsonl(
+                p / "corpus.jsonl", id_field_name="_id", text_field="text", title_field="title"
+            )
+        return r
+
+
+register_retriever("sparse", lambda path, mmap: SparseRetriever.load(path, mmap=mmap))

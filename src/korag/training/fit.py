@@ -1,0 +1,376 @@
+"""The training machinery dense and sparse retrievers share.
+
+Both fine-tune on (query, positive[, hard negatives]) pairs with a sentence-transformers trainer
+(`SentenceTransformerTrainer` or its `SparseEncoderTrainer` subclass), so everything around
+the loss is the same: the settings common to both (`TrainConfigBase`), held-out split and
+negative mining (`prepare_pairs`), training arguments, TensorBoard with gradient statistics,
+resumption from the last checkpoint, best-checkpoint selection, timing, `training.json`, and
+checkpoint clean-up (`run_trainer`). Each trainer module adds its model and loss only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from korag import __version__, atomic
+from korag.data.schema import QASet, RetrievalSet
+from korag.errors import ConfigError, DataError
+from korag.training.data import TrainingPair, as_retrieval_set, dev_corpus, split_queries, training_pairs
+
+LORA_TARGETS_BERT = ["query", "key", "value", "dense"]
+
+
+class TrainConfigBase(BaseModel):
+    """Settings every retriever trainer takes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base: str
+    lora: bool = False
+    lora_r: int = Field(16, gt=0)
+    lora_alpha: int = Field(32, gt=0)
+    lora_dropout: float = Field(0.0, ge=0, lt=1)
+    lora_targets: list[str] = Field(default_factory=lambda: list(LORA_TARGETS_BERT))
+    epochs: float = Field(1.0, gt=0)
+    max_steps: int = -1
+    batch_size: int = Field(32, gt=1)
+    learning_rate: float | None = Field(None, gt=0, description="default depends on the trainer and LoRA")
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    weight_decay: float = 0.01
+    max_seq_length: int = Field(256, gt=8)
+    with_title: bool = True
+    hard_negatives: int = Field(0, ge=0, description="mined hard negatives per query")
+    negatives_from: Literal["bm25", "model"] = Field("bm25", description="mine with BM25 or the base model itself")
+    negative_ranks: tuple[int, int] = Field((2, 30), description="rank window [start, end) of mined negatives")
+    eval_fraction: float = Field(0.1, ge=0, lt=1)
+    eval_max_docs: int = Field(1000, gt=0)
+    eval_steps: int = Field(50, gt=0)
+    save_total_limit: int = Field(2, gt=0)
+    keep_checkpoints: bool = Field(True, description="keep checkpoints/ after a successful run (to continue later)")
+    logging_steps: int = Field(10, gt=0)
+    histogram_steps: int = Field(50, gt=0, description="gradient histograms every N steps")
+    histogram_layers: list[str] = Field(default_factory=lambda: [r"encoder\.layer\.(0|5|11)\.attention\.self\.query"])
+    seed: int = 42
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    dropout: float | None = Field(0.0, ge=0, lt=1, description="override every dropout of the model (None keeps it)")
+    device: str = "cpu"
+
+    def lr(self) -> float:
+        """The learning rate actually used."""
+        return self.learning_rate or (1e-4 if self.lora else 2e-5)
+
+
+@dataclass
+class TrainResult:
+    """Where the trained model is and how training went."""
+
+    output: Path
+    model_dir: Path
+    adapter_dir: Path | None
+    train_pairs: int
+    dev_queries: int
+    metrics: dict[str, float] = field(default_factory=dict)
+    train_seconds: float = 0.0
+    pairs_per_second: float = 0.0
+    global_step: int = 0
+    resumed_from: str | None = None
+    best_checkpoint: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PreparedPairs:
+    """Training pairs and the held-out queries that select the best checkpoint."""
+
+    train: RetrievalSet
+    dev: RetrievalSet
+    pairs: list[TrainingPair]
+
+
+def mine_for_training(
+    rs: RetrievalSet, config: TrainConfigBase, answers: dict[str, list[str]] | None, show_progress: bool
+) -> dict[str, list[str]]:
+    """Hard negatives per training query, from BM25 or from the (dense) base model."""
+    from korag.synth.negatives import mine_negatives
+
+    if config.negatives_from == "model":
+        from korag.retrieval.dense import DenseRetriever
+
+        miner: Any = DenseRetriever(config.base, max_seq_length=config.max_seq_length, device=config.device)
+    else:
+        from korag.retrieval.bm25 import BM25Retriever
+
+        miner = BM25Retriever()
+    miner.index(rs.corpus, show_progress=show_progress)
+    negatives, _ = mine_negatives(
+        rs, miner, num=config.hard_negatives, rank_range=config.negative_ranks, answers=answers
+    )
+    return negatives
+
+
+def prepare_pairs(
+    train: RetrievalSet | QASet,
+    config: TrainConfigBase,
+    dev: RetrievalSet | QASet | None,
+    *,
+    show_progress: bool,
+) -> PreparedPairs:
+    """Hold out dev queries (unless `dev` is given), mine negatives, build the pairs."""
+    rs = as_retrieval_set(train)
+    if dev is None:
+        rs, dev_rs = split_queries(rs, config.eval_fraction, config.seed)
+    else:
+        dev_rs = as_retrieval_set(dev)
+    answers = {e.id: e.answers for e in train.examples} if isinstance(train, QASet) else None
+    negatives = mine_for_training(rs, config, answers, show_progress) if config.hard_negatives else None
+    pairs = training_pairs(rs, with_title=config.with_title, negatives=negatives)
+    if config.hard_negatives:
+        pairs = [p for p in pairs if len(p.negatives) == config.hard_negatives]
+        if not pairs:
+            raise DataError(rs.name or None, "no query kept the requested number of hard negatives")
+    return PreparedPairs(rs, dev_rs, pairs)
+
+
+def pair_columns(pairs: list[TrainingPair], hard_negatives: int) -> dict[str, list[str]]:
+    """The trainer's dataset columns: anchor, positive, negative_1 … negative_n."""
+    columns = {"anchor": [p.query for p in pairs], "positive": [p.positive for p in pairs]}
+    for j in range(hard_negatives):
+        columns[f"negative_{j + 1}"] = [p.negatives[j] for p in pairs]
+    return columns
+
+
+def set_dropout_(model, p: float) -> int:
+    """Set every `nn.Dropout` of `model` to probability `p` (the saved config is left alone)."""
+    import torch
+
+    n = 0
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = p
+            n += 1
+    return n
+
+
+def merge_lora_(hf) -> int:
+    """Fold every LoRA layer of a Hugging Face model into its base weights, in place.
+
+    The adapters were injected through transformers' PEFT integration (no `PeftModel`, so no
+    `merge_and_unload`); this is its equivalent: merge each LoRA layer, put its base layer back,
+    and forget the adapter config so the model saves as plain weights. Returns layers merged.
+    """
+    from peft.tuners.lora import LoraLayer
+
+    merged = 0
+
+    def walk(module) -> None:
+        nonlocal merged
+        for name, child in list(module.named_children()):
+            if isinstance(child, LoraLayer):
+                child.merge()
+                setattr(module, name, child.get_base_layer())
+                merged += 1
+            else:
+                walk(child)
+
+    walk(hf)
+    for attr in ("peft_config", "_hf_peft_config_loaded"):
+        if hasattr(hf, attr):
+            with contextlib.suppress(AttributeError):
+                delattr(hf, attr)
+    return merged
+
+
+def ir_evaluator(
+    evaluator_cls: type,
+    rs: RetrievalSet,
+    config: TrainConfigBase,
+    query_prompt: str = "",
+    corpus_prompt: str = "",
+    *,
+    bf16: bool = True,
+):
+    """A sentence-transformers IR evaluator (dense or sparse class) over held-out queries and a
+    capped dev corpus, run under bf16 autocast where the CPU has it."""
+    import torch
+
+    from korag.retrieval.encoder import bf16_supported
+
+    corpus = dev_corpus(rs, config.eval_max_docs, config.seed)
+    autocast = bf16 and bf16_supported(config.device)
+
+    class _Evaluator(evaluator_cls):
+        # evaluation encodes the whole dev corpus; bf16 autocast halves that on CPUs that have it
+        def __call__(self, *args, **kwargs):
+            ctx = torch.autocast("cpu", dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
+            with torch.inference_mode(), ctx:
+                return super().__call__(*args, **kwargs)
+
+    return _Evaluator(
+        queries={q.id: q.text for q in rs.queries},
+        corpus=dict(zip(corpus.ids, corpus.contents(config.with_title), strict=True)),
+        relevant_docs={q: set(rs.qrels.relevant(q)) for q in rs.qrels},
+        name="dev",
+        query_prompt=query_prompt or None,
+        corpus_prompt=corpus_prompt or None,
+        mrr_at_k=[10],
+        ndcg_at_k=[10],
+        accuracy_at_k=[1, 5],
+        precision_recall_at_k=[1, 5, 10],
+        map_at_k=[100],
+        batch_size=32,
+        write_csv=False,
+    )
+
+
+def use_bf16(config: TrainConfigBase) -> bool:
+    """Whether training runs under bfloat16 autocast."""
+    from korag.retrieval.encoder import bf16_supported
+
+    return config.precision == "bf16" or (config.precision == "auto" and bf16_supported(config.device))
+
+
+def run_trainer(
+    *,
+    trainer_cls: type,
+    args_cls: type,
+    model,
+    loss,
+    columns: dict[str, list[str]],
+    evaluator,
+    metric_for_best: str | None,
+    config: TrainConfigBase,
+    output: Path,
+    resume: bool,
+    show_progress: bool,
+    extra_args: dict[str, Any] | None = None,
+    extra_callbacks: list | None = None,
+) -> tuple[Any, float, float, dict[str, float], str | None]:
+    """Train with checkpoints, TensorBoard and resumption; returns
+    (trainer, seconds, pairs per second, final dev metrics, checkpoint resumed from)."""
+    from datasets import Dataset
+    from sentence_transformers.base.sampler import BatchSamplers
+    from torch.utils.tensorboard import SummaryWriter
+    from transformers.integrations import TensorBoardCallback
+    from transformers.trainer_utils import get_last_checkpoint
+
+    from korag.training.callbacks import GradientStatsCallback
+
+    has_dev = evaluator is not None
+    ckpt_dir = output / "checkpoints"
+    args = args_cls(
+        output_dir=str(ckpt_dir),
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps,
+        per_device_train_batch_size=config.batch_size,
+        learning_rate=config.lr(),
+        warmup_steps=config.warmup_ratio,  # a float below 1 is a ratio in transformers 5
+        weight_decay=config.weight_decay,
+        seed=config.seed,
+        data_seed=config.seed,
+        bf16=use_bf16(config),
+        use_cpu=config.device == "cpu",
+        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        eval_strategy="steps" if has_dev else "no",
+        eval_steps=config.eval_steps,
+        save_strategy="steps",
+        save_steps=config.eval_steps,
+        save_total_limit=config.save_total_limit,
+        load_best_model_at_end=has_dev,
+        metric_for_best_model=metric_for_best if has_dev else None,
+        greater_is_better=True,
+        logging_steps=config.logging_steps,
+        logging_first_step=True,
+        report_to="none",
+        disable_tqdm=not show_progress,
+        dataloader_num_workers=0,
+        **(extra_args or {}),
+    )
+    writer = SummaryWriter(str(output / "tensorboard"))
+    trainer = trainer_cls(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_dict(columns),
+        loss=loss,
+        evaluator=evaluator,
+        callbacks=[
+            TensorBoardCallback(tb_writer=writer),
+            GradientStatsCallback(
+                writer,
+                histogram_patterns=config.histogram_layers,
+                every=config.logging_steps,
+                histogram_every=config.histogram_steps,
+            ),
+            *(extra_callbacks or []),
+        ],
+    )
+    last = get_last_checkpoint(str(ckpt_dir)) if resume and ckpt_dir.is_dir() else None
+    check_resumable(output, config, last)
+    t0 = time.perf_counter()
+    train_output = trainer.train(resume_from_checkpoint=last)
+    seconds = time.perf_counter() - t0
+    metrics: dict[str, float] = {}
+    if evaluator is not None:
+        final = evaluator(model)
+        metrics = {k.removeprefix("dev_"): float(v) for k, v in final.items()}
+        for k, v in metrics.items():
+            writer.add_scalar(f"final/{k}", v, trainer.state.global_step)
+    writer.close()
+    samples = float(train_output.metrics.get("train_samples_per_second", 0.0))
+    return trainer, seconds, samples, metrics, last
+
+
+RUN_CONFIG = "run_config.json"
+# settings that may change between a run and its continuation without changing what is trained
+_RESUME_FREE = {"keep_checkpoints", "logging_steps", "histogram_steps", "histogram_layers", "device"}
+
+
+def check_resumable(output: Path, config: TrainConfigBase, last: str | None) -> None:
+    """Refuse to continue checkpoints written under different settings (silently mixing two
+    configurations — or skipping training because an old run already reached its last step —
+    is worse than stopping), then record this run's settings."""
+    path = output / RUN_CONFIG
+    current = json.loads(config.model_dump_json())
+    if last is not None and path.is_file():
+        before = json.loads(path.read_text(encoding="utf-8"))
+        changed = sorted(
+            k for k in set(before) | set(current) if k not in _RESUME_FREE and before.get(k) != current.get(k)
+        )
+        if changed:
+            raise ConfigError(
+                f"{output}: its checkpoints were trained with different settings ({', '.join(changed)}); "
+                "use another output directory or start over (--no-resume)"
+            )
+    if last is None and (output / "checkpoints").is_dir():
+        shutil.rmtree(output / "checkpoints")  # not resuming: stale checkpoints must not be picked up later
+    atomic.write_json(path, current)
+
+
+def save_model(model, directory: Path, save: Callable[[Any, str], None] | None = None) -> Path:
+    """Write a model directory atomically."""
+    with atomic.atomic_directory(directory, overwrite=True) as tmp:
+        (save or (lambda m, p: m.save(p)))(model, str(tmp))
+    return directory
+
+
+def finish(result: TrainResult, config: TrainConfigBase, trainer) -> TrainResult:
+    """Record the run in ``training.json`` and drop checkpoints unless asked to keep them."""
+    import torch
+
+    result.best_checkpoint = (
+        Path(trainer.state.best_model_checkpoint).name if trainer.state.best_model_checkpoint else None
+    )
+    info = {**asdict(result), "config": config.model_dump(), "korag_version": __version__, "torch": torch.__version__}
+    atomic.write_json(result.output / "training.json", json.loads(json.dumps(info, default=str)))
+    if not config.keep_checkpoints:
+        # optimizer state makes these ~3× the model's size; a finished run no longer needs them
+        shutil.rmtree(result.output / "checkpoints", ignore_errors=True)
+    return result

@@ -1,0 +1,273 @@
+"""Training learned sparse retrievers (SPLADE; OpenSearch neural-sparse compatible).
+
+Doc-only (inference-free) or bi-encoder models built by `korag.models.sparse`, trained with
+sentence-transformers' `SparseEncoderTrainer` through the same machinery as dense training
+(`korag.training.fit`: held-out split, mined negatives, TensorBoard, checkpoints and resume):
+
+* loss: `SpladeLoss` = InfoNCE over in-batch and hard negatives
+  (`SparseMultipleNegativesRankingLoss`) + FLOPS regularisation of documents (and of queries
+  for bi-encoders), λ warmed up quadratically over the first third of training, with an optional
+  L0 threshold below which a vector is not penalised; or MarginMSE distillation from a teacher's
+  scores (BM25 or a dense model) on (query, positive, negative) triplets;
+* doc-only query weights start from IDF and train with their own, higher learning rate;
+* the expansion head is warmed up with masked-LM on the corpus first (`mlm_warmup`).
+
+Output directory: ``model/`` (what ``--model`` takes), ``adapter/`` with LoRA, ``checkpoints/``,
+``tensorboard/``, ``training.json``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from korag.data.schema import QASet, RetrievalSet
+from korag.errors import ConfigError
+from korag.training.data import TrainingPair
+from korag.training.fit import (
+    TrainConfigBase,
+    TrainResult,
+    finish,
+    ir_evaluator,
+    merge_lora_,
+    pair_columns,
+    prepare_pairs,
+    run_trainer,
+    save_model,
+    set_dropout_,
+    use_bf16,
+)
+
+
+class SparseTrainConfig(TrainConfigBase):
+    """Settings of `train_sparse` (and of `korag train sparse`)."""
+
+    mode: Literal["doc-only", "bi-encoder"] = "doc-only"
+    expansion: bool = Field(True, description="SPLADE expansion head; False weights the input's own tokens")
+    head_vocab: Literal["corpus", "full"] = Field(
+        "corpus", description="expansion output vocabulary: pieces seen in corpus and queries, or all"
+    )
+    mlm_warmup_steps: int = Field(200, ge=0, description="masked-LM warm-up of the expansion head (0: none)")
+    mlm_learning_rate: float = Field(2e-4, gt=0)
+    head_learning_rate: float = Field(1e-3, gt=0, description="learning rate of the sparse head")
+    query_learning_rate: float = Field(1e-3, gt=0, description="doc-only: learning rate of the query weights")
+    document_regularizer: float | None = Field(None, ge=0, description="FLOPS λ_d (default 3e-4 doc-only, 1e-4 bi)")
+    query_regularizer: float | None = Field(None, ge=0, description="FLOPS λ_q, bi-encoder (default 1e-4)")
+    regularizer_warmup: float = Field(1 / 3, gt=0, le=1, description="share of steps over which λ grows (quadratic)")
+    document_l0_threshold: int | None = Field(None, ge=0, description="FLOPS only on vectors with more active dims")
+    scale: float = Field(1.0, gt=0, description="InfoNCE scale on sparse dot products")
+    distill: Literal["none", "margin-mse"] = "none"
+    teacher: str = Field("bm25", description="margin-mse teacher: 'bm25' or a dense model directory")
+
+    def lr(self) -> float:
+        """Learning rate of the transformer."""
+        return self.learning_rate or (1e-4 if self.lora else 2e-5)
+
+    def regularizers(self) -> tuple[float, float | None]:
+        """(λ_d, λ_q) actually used."""
+        if self.mode == "doc-only":
+            return (3e-4 if self.document_regularizer is None else self.document_regularizer), None
+        d = 1e-4 if self.document_regularizer is None else self.document_regularizer
+        return d, (1e-4 if self.query_regularizer is None else self.query_regularizer)
+
+
+def check_config(config: SparseTrainConfig) -> None:
+    """Reject settings that cannot work before any model is loaded."""
+    if config.distill == "margin-mse" and config.hard_negatives < 1:
+        raise ConfigError("margin-mse distillation needs at least one hard negative per query (--hard-negatives)")
+    if config.query_regularizer is not None and config.mode == "doc-only":
+        raise ConfigError("doc-only queries are not encoded by the transformer: no query regulariser applies")
+
+
+def teacher_margins(pairs: list[TrainingPair], teacher: str, rs: RetrievalSet, max_seq_length: int) -> np.ndarray:
+    """Teacher score margins: score(q, positive) − score(q, negative_j), one column per negative."""
+    if teacher == "bm25":
+        from korag.retrieval.bm25 import BM25Retriever
+
+        bm25 = BM25Retriever()
+        bm25.index(rs.corpus)
+        queries = [p.query for p in pairs]
+        docs = [[p.positive_id, *p.negative_ids] for p in pairs]
+        scores = bm25.score_pairs(queries, docs)
+    else:
+        from korag.retrieval.dense import DenseRetriever
+
+        dense = DenseRetriever(teacher, max_seq_length=max_seq_length)
+        q = dense.encode_queries([p.query for p in pairs])
+        cols = [dense.encode_passages([p.positive for p in pairs])]
+        for j in range(len(pairs[0].negatives)):
+            cols.append(dense.encode_passages([p.negatives[j] for p in pairs]))
+        scores = np.stack([(q * c).sum(1) for c in cols], axis=1)
+    return (scores[:, :1] - scores[:, 1:]).astype(np.float32)
+
+
+def train_sparse(
+    train: RetrievalSet | QASet,
+    config: SparseTrainConfig,
+    output: str | Path,
+    *,
+    dev: RetrievalSet | QASet | None = None,
+    resume: bool = True,
+    show_progress: bool = True,
+) -> TrainResult:
+    """Train a sparse encoder on `train` (a dev split is held out unless `dev` is given)."""
+    from sentence_transformers.sparse_encoder import SparseEncoderTrainer, SparseEncoderTrainingArguments, losses
+    from sentence_transformers.sparse_encoder.callbacks.splade_callbacks import (
+        SpladeRegularizerWeightSchedulerCallback,
+    )
+    from sentence_transformers.sparse_encoder.evaluation import SparseInformationRetrievalEvaluator
+    from transformers import AutoTokenizer, set_seed
+
+    from korag.models.sparse import (
+        build_sparse_encoder,
+        save_sparse_encoder,
+        transformer_model,
+    )
+    from korag.retrieval.encoder import resolve_model_path
+    from korag.text.idf import corpus_idf, token_document_frequencies
+
+    check_config(config)
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    set_seed(config.seed)
+    data = prepare_pairs(train, config, dev, show_progress=show_progress)
+    texts = list(data.train.corpus.contents(config.with_title))
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(config.base))
+    vocab = len(tokenizer.get_vocab())
+    idf, df = corpus_idf(tokenizer, texts, vocab_size=vocab, show_progress=show_progress)
+    output_ids = None
+    if config.expansion and config.head_vocab == "corpus":
+        qdf, _ = token_document_frequencies(tokenizer, [p.query for p in data.pairs], vocab_size=vocab)
+        output_ids = np.nonzero((df + qdf) > 0)[0]
+    model = build_sparse_encoder(
+        config.base,
+        mode=config.mode,
+        expansion=config.expansion,
+        idf=idf,
+        output_ids=output_ids,
+        max_seq_length=config.max_seq_length,
+        device=config.device,
+    )
+    if config.dropout is not None:
+        set_dropout_(model, config.dropout)
+    hf = transformer_model(model)
+    warmup = None
+    checkpoints = out / "checkpoints"
+    resuming = resume and checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*"))
+    if config.expansion and config.mlm_warmup_steps and not resuming:
+        from korag.training.mlm_warmup import mlm_warmup
+
+        warmup = mlm_warmup(
+            model,
+            texts,
+            steps=config.mlm_warmup_steps,
+            output=out,
+            batch_size=min(16, config.batch_size),
+            learning_rate=config.mlm_learning_rate,
+            max_seq_length=config.max_seq_length,
+            seed=config.seed,
+            bf16=use_bf16(config),
+            show_progress=show_progress,
+        )
+    if config.lora:
+        from peft import LoraConfig
+
+        hf.add_adapter(
+            LoraConfig(
+                r=config.lora_r,
+                lora_alpha=config.lora_alpha,
+                lora_dropout=config.lora_dropout,
+                target_modules=config.lora_targets,
+            )
+        )
+
+    columns = pair_columns(data.pairs, config.hard_negatives)
+    lambda_d, lambda_q = config.regularizers()
+    if config.distill == "margin-mse":
+        margins = teacher_margins(data.pairs, config.teacher, data.train, config.max_seq_length)
+        columns = {k: columns[k] for k in ("anchor", "positive", "negative_1")}
+        columns["label"] = margins[:, 0].tolist()
+        base_loss = losses.SparseMarginMSELoss(model)
+    else:
+        base_loss = losses.SparseMultipleNegativesRankingLoss(model, scale=config.scale)
+    loss = losses.SpladeLoss(
+        model,
+        loss=base_loss,
+        document_regularizer_weight=lambda_d,
+        query_regularizer_weight=lambda_q,
+        document_regularizer_threshold=config.document_l0_threshold,
+    )
+    extra_args: dict = {"learning_rate_mapping": _lr_mapping(model, config)}
+    if config.mode == "doc-only":
+        extra_args["router_mapping"] = {c: ("query" if c == "anchor" else "document") for c in columns if c != "label"}
+
+    has_dev = len(data.dev.queries) > 0
+    evaluator = (
+        # torch has no bfloat16 sparse matmul, which the sparse evaluator scores with
+        ir_evaluator(SparseInformationRetrievalEvaluator, data.dev, config, bf16=False) if has_dev else None
+    )
+    trainer, seconds, pairs_per_second, metrics, last = run_trainer(
+        trainer_cls=SparseEncoderTrainer,
+        args_cls=SparseEncoderTrainingArguments,
+        model=model,
+        loss=loss,
+        columns=columns,
+        evaluator=evaluator,
+        metric_for_best="eval_dev_dot_mrr@10",
+        config=config,
+        output=out,
+        resume=resume,
+        show_progress=show_progress,
+        extra_args=extra_args,
+        extra_callbacks=[
+            SpladeRegularizerWeightSchedulerCallback(
+                loss, scheduler_type="quadratic", warmup_ratio=config.regularizer_warmup
+            )
+        ],
+    )
+    adapter_dir = None
+    if config.lora:
+        adapter_dir = save_model(hf, out / "adapter", lambda m, p: m.save_pretrained(p))
+        merge_lora_(hf)
+    model_dir = save_model(model, out / "model", save_sparse_encoder)
+    result = TrainResult(
+        output=out,
+        model_dir=model_dir,
+        adapter_dir=adapter_dir,
+        train_pairs=len(data.pairs),
+        dev_queries=len(data.dev.queries),
+        metrics=metrics,
+        train_seconds=seconds,
+        pairs_per_second=pairs_per_second,
+        global_step=trainer.state.global_step,
+        resumed_from=Path(last).name if last else None,
+        extra={
+            "output_vocabulary": len(output_ids) if output_ids is not None else None,
+            "regularizers": {"document": lambda_d, "query": lambda_q},
+            "mlm_warmup": asdict(warmup) if warmup else None,
+        },
+    )
+    return finish(result, config, trainer)
+
+
+def _lr_mapping(model, config: SparseTrainConfig) -> dict[str, float]:
+    """Parameter-name patterns → learning rate for the head and the doc-only query weights
+    (both start far from useful values, unlike the pre-trained encoder)."""
+    import re
+
+    from sentence_transformers.sparse_encoder.modules import SparseStaticEmbedding
+
+    from korag.models.sparse_head import SpladeHead
+
+    mapping: dict[str, float] = {}
+    for name, module in model.named_modules():
+        if isinstance(module, SpladeHead):
+            mapping[rf"(^|\.){re.escape(name)}\."] = config.head_learning_rate
+        elif isinstance(module, SparseStaticEmbedding):
+            mapping[rf"(^|\.){re.escape(name)}\."] = config.query_learning_rate
+    return mapping
