@@ -187,6 +187,8 @@ def test_sparse_index_saves_and_reloads(doc_only_model, tmp_path):
     after = loaded.search(rs.queries, k=5)
     np.testing.assert_array_equal(before.indices, after.indices)
     assert loaded.search_passages(rs.queries.texts[0], k=1)[0].text
+    with pytest.raises(DataError, match="empty corpus"):
+        r.index(rs.corpus.subset([]))
 
 
 def test_bi_encoder_without_expansion_trains(tiny_encoder, tmp_path):
@@ -197,19 +199,23 @@ def test_bi_encoder_without_expansion_trains(tiny_encoder, tmp_path):
         base=str(tiny_encoder),
         mode="bi-encoder",
         expansion=False,
-        max_steps=20,
+        max_steps=30,
         batch_size=16,
-        learning_rate=1e-3,
+        learning_rate=3e-3,
+        head_learning_rate=2e-2,
         eval_steps=10,
         logging_steps=2,
         eval_fraction=0.2,
         seed=2,
         distill="margin-mse",
         hard_negatives=1,
+        lora=True,
     )
     result = train_sparse(load_sample(), cfg, tmp_path / "bi", show_progress=False)
     losses = _losses(tmp_path / "bi")
     assert np.mean(losses[-3:]) < np.mean(losses[:3]), losses
+    assert (result.adapter_dir / "adapter_config.json").is_file()
+    assert not list(result.model_dir.rglob("adapter_config.json"))  # merged: a plain model
     r = SparseRetriever(result.model_dir)
     q = r.encode_queries(["서울의 인구는?"]).toarray()[0]
     assert q.any()  # the bi-encoder's queries go through the transformer and head

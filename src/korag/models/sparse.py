@@ -185,3 +185,19 @@ def query_weights(model) -> np.ndarray:
     if router is None:
         raise ModelError("a bi-encoder sparse model has no static query weights")
     return router.sub_modules["query"][0].weight.detach().float().cpu().numpy().copy()
+
+
+def calibrate_expansion_(model, texts: list[str], *, active: float = 0.001, max_length: int = 256) -> float:
+    """Calibrate a fresh expansion head's bias on a few documents (see `SpladeHead.calibrate_`)."""
+    import torch
+
+    head = sparse_head(model)
+    if not head.expansion or not texts:
+        return 0.0
+    tok = document_tokenizer(model)
+    limit = min(max_length, document_modules(model)[0].max_seq_length or max_length)
+    enc = tok(texts, padding=True, truncation=True, max_length=limit, return_tensors="pt")
+    hf = transformer_model(model)
+    with torch.no_grad():
+        hidden = hf(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state
+    return head.calibrate_(hidden, enc["attention_mask"], active)

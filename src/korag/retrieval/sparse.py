@@ -138,6 +138,15 @@ class SparseRetriever(PassageSearchMixin):
         self._doc_ids = list(corpus.ids)
         self._corpus = corpus
 
+    def index_vectors(self, doc_vectors: sp.csr_matrix, corpus: Corpus) -> None:
+        """Index document vectors computed elsewhere (e.g. once, then pruned several ways);
+        this retriever's pruning is applied on top."""
+        if doc_vectors.shape[0] != len(corpus):
+            raise DataError(None, f"{doc_vectors.shape[0]} vectors for {len(corpus)} documents")
+        self._index = InvertedIndex.from_documents(prune(doc_vectors, self.prune_type, self.prune_ratio))
+        self._doc_ids = list(corpus.ids)
+        self._corpus = corpus
+
     def _require_index(self) -> InvertedIndex:
         if self._index is None:
             raise ModelError("the index is empty: call index(corpus) first")

@@ -92,7 +92,10 @@ def mlm_warmup(
     hf = transformer_model(model)
     # never beyond what the transformer module itself accepts (its position embeddings)
     limit = min(max_seq_length, document_modules(model)[0].max_seq_length or max_seq_length)
-    enc = tokenizer(texts, truncation=True, max_length=limit, return_special_tokens_mask=True)
+    # every window of every text, not just its beginning
+    enc = tokenizer(
+        texts, truncation=True, max_length=limit, return_special_tokens_mask=True, return_overflowing_tokens=True
+    )
     dataset = Dataset.from_dict({k: enc[k] for k in ("input_ids", "attention_mask", "special_tokens_mask")})
     collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=mask_probability, seed=seed)
     module = _MaskedLM.make(hf, head)

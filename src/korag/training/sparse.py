@@ -53,6 +53,8 @@ class SparseTrainConfig(TrainConfigBase):
     )
     mlm_warmup_steps: int = Field(200, ge=0, description="masked-LM warm-up of the expansion head (0: none)")
     mlm_learning_rate: float = Field(2e-4, gt=0)
+    mlm_batch_size: int = Field(8, gt=0)
+    mlm_max_seq_length: int = Field(128, gt=8, description="warm-up windows (short: the head learns per token)")
     head_learning_rate: float = Field(1e-3, gt=0, description="learning rate of the sparse head")
     query_learning_rate: float = Field(1e-3, gt=0, description="doc-only: learning rate of the query weights")
     document_regularizer: float | None = Field(None, ge=0, description="FLOPS λ_d (default 3e-4 doc-only, 1e-4 bi)")
@@ -124,6 +126,7 @@ def train_sparse(
 
     from korag.models.sparse import (
         build_sparse_encoder,
+        calibrate_expansion_,
         save_sparse_encoder,
         transformer_model,
     )
@@ -156,6 +159,7 @@ def train_sparse(
     if config.dropout is not None:
         set_dropout_(model, config.dropout)
     hf = transformer_model(model)
+    shift = calibrate_expansion_(model, texts[:16], max_length=config.max_seq_length) if config.expansion else 0.0
     warmup = None
     checkpoints = out / "checkpoints"
     resuming = resume and checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*"))
@@ -167,9 +171,9 @@ def train_sparse(
             texts,
             steps=config.mlm_warmup_steps,
             output=out,
-            batch_size=min(16, config.batch_size),
+            batch_size=config.mlm_batch_size,
             learning_rate=config.mlm_learning_rate,
-            max_seq_length=config.max_seq_length,
+            max_seq_length=config.mlm_max_seq_length,
             seed=config.seed,
             bf16=use_bf16(config),
             show_progress=show_progress,
@@ -250,6 +254,7 @@ def train_sparse(
             "output_vocabulary": len(output_ids) if output_ids is not None else None,
             "regularizers": {"document": lambda_d, "query": lambda_q},
             "mlm_warmup": asdict(warmup) if warmup else None,
+            "expansion_bias_shift": shift,
         },
     )
     return finish(result, config, trainer)
