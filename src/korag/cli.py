@@ -437,41 +437,42 @@ def train_dense_cmd(
     keep_checkpoints: Annotated[bool, typer.Option(help="keep checkpoints/ after success")] = True,
 ) -> None:
     """Fine-tune a bi-encoder (E5 prefixes, in-batch negatives, LoRA or full) with TensorBoard logs."""
-    from pydantic import ValidationError
 
     from korag.data.beir import read_beir
     from korag.training.dense import DenseTrainConfig, train_dense
 
-    try:
-        config = DenseTrainConfig(
-            base=base,
-            lora=lora,
-            epochs=epochs,
-            max_steps=max_steps,
-            batch_size=batch_size,
-            learning_rate=learning_rate,
-            loss=loss,
-            temperature=temperature,
-            lora_r=lora_r,
-            lora_alpha=lora_alpha,
-            hard_negatives=hard_negatives,
-            max_seq_length=max_seq_length,
-            eval_steps=eval_steps,
-            eval_fraction=eval_fraction,
-            query_prefix=query_prefix,
-            passage_prefix=passage_prefix,
-            precision=precision,
-            dropout=dropout,
-            seed=seed,
-            keep_checkpoints=keep_checkpoints,
-        )
-    except ValidationError as exc:
-        raise ConfigError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from None
+    config = _validated(
+        DenseTrainConfig,
+        base=base,
+        lora=lora,
+        epochs=epochs,
+        max_steps=max_steps,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        loss=loss,
+        temperature=temperature,
+        lora_r=lora_r,
+        lora_alpha=lora_alpha,
+        hard_negatives=hard_negatives,
+        max_seq_length=max_seq_length,
+        eval_steps=eval_steps,
+        eval_fraction=eval_fraction,
+        query_prefix=query_prefix,
+        passage_prefix=passage_prefix,
+        precision=precision,
+        dropout=dropout,
+        seed=seed,
+        keep_checkpoints=keep_checkpoints,
+    )
     train_set = read_beir(data_dir, "train")
     result = train_dense(train_set, config, output, resume=resume)
+    _report_training("dense training", result, output)
+
+
+def _report_training(title: str, result, output: Path) -> None:
     out.print(
         _metric_table(
-            f"dense training → {result.model_dir}",
+            f"{title} → {result.model_dir}",
             dict(result.metrics),
             {
                 "train_seconds": result.train_seconds,
@@ -557,20 +558,7 @@ def train_sparse_cmd(
     )
     train_set = read_beir(data_dir, "train")
     result = train_sparse(train_set, config, output, resume=resume)
-    out.print(
-        _metric_table(
-            f"sparse training ({mode}) → {result.model_dir}",
-            dict(result.metrics),
-            {
-                "train_seconds": result.train_seconds,
-                "pairs_per_second": result.pairs_per_second,
-                "steps": result.global_step,
-            },
-        )
-    )
-    if result.resumed_from:
-        out.print(f"resumed from {result.resumed_from}")
-    out.print(f"model: {result.model_dir}  (TensorBoard: korag tensorboard {output})")
+    _report_training(f"sparse training ({mode})", result, output)
 
 
 @export_app.command("opensearch")

@@ -77,6 +77,7 @@ class SparseRetriever(PassageSearchMixin):
         self._index: InvertedIndex | None = None
         self._doc_ids: list[str] = []
         self._corpus: Corpus | None = None
+        self._last_queries: sp.csr_matrix | None = None
         self.timings: dict[str, float] = {}
 
     # -- encoding ---------------------------------------------------------------------------
@@ -177,9 +178,15 @@ class SparseRetriever(PassageSearchMixin):
         return self._corpus
 
     def efficiency(self, queries: Queries | Sequence[str] | None = None) -> dict[str, float]:
-        """Active dimensions, FLOPS per (query, document) pair and postings size."""
+        """Active dimensions, FLOPS per (query, document) pair and postings size, for `queries`
+        or else the last batch searched."""
         index = self._require_index()
-        q = self.encode_queries(as_queries(queries).texts) if queries is not None else self._last_queries
+        if queries is not None:
+            q = self.encode_queries(as_queries(queries).texts)
+        elif self._last_queries is not None:
+            q = self._last_queries
+        else:
+            raise ModelError("efficiency() needs queries (none have been searched yet)")
         doc_dims = index.document_active_dims()
         q_dims = np.diff(q.indptr)
         p_doc = index.document_frequencies() / max(1, index.n_docs)
