@@ -48,7 +48,7 @@ def token_document_frequencies(
         nonlocal n
         if not batch:
             return
-        enc = tokenizer(batch, add_special_tokens=False, truncation=False)["input_ids"]
+        enc = tokenizer(batch, add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
         for ids in enc:
             u = np.unique(np.asarray(ids, dtype=np.int64))
             if len(u) and u[-1] >= size:

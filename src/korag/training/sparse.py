@@ -18,6 +18,7 @@ Output directory: ``model/`` (what ``--model`` takes), ``adapter/`` with LoRA, `
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict
 from pathlib import Path
 from typing import Literal
@@ -199,13 +200,19 @@ def train_sparse(
         base_loss = losses.SparseMarginMSELoss(model)
     else:
         base_loss = losses.SparseMultipleNegativesRankingLoss(model, scale=config.scale)
-    loss = losses.SpladeLoss(
-        model,
-        loss=base_loss,
-        document_regularizer_weight=lambda_d,
-        query_regularizer_weight=lambda_q,
-        document_regularizer_threshold=config.document_l0_threshold,
-    )
+    # doc-only queries have no regulariser by design; sentence-transformers warns about exactly
+    # that on the root logger at every construction
+    logging.disable(logging.WARNING)
+    try:
+        loss = losses.SpladeLoss(
+            model,
+            loss=base_loss,
+            document_regularizer_weight=lambda_d,
+            query_regularizer_weight=lambda_q,
+            document_regularizer_threshold=config.document_l0_threshold,
+        )
+    finally:
+        logging.disable(logging.NOTSET)
     extra_args: dict = {"learning_rate_mapping": _lr_mapping(model, config)}
     if config.mode == "doc-only":
         extra_args["router_mapping"] = {c: ("query" if c == "anchor" else "document") for c in columns if c != "label"}
