@@ -214,8 +214,7 @@ def export_opensearch(
         )
         enc_cfg_path = tmp / "ml-commons_model_config.json"
         atomic.write_json(enc_cfg_path, enc_cfg)
-        result = OpenSearchExport(Path(output), enc_zip, enc_cfg_path, dot_replacement=dot)
-
+        tzip = tcfg_path = None
         query_model = {"model_id": "<sparse encoder model_id>"}
         if info.mode == "doc-only":
             weights = query_weights(model)
@@ -227,7 +226,6 @@ def export_opensearch(
             )
             tcfg_path = tmp / "ml-commons_tokenizer_config.json"
             atomic.write_json(tcfg_path, tcfg)
-            result.tokenizer_zip, result.tokenizer_config = tzip, tcfg_path
             query_model = {"model_id": "<sparse tokenizer model_id>"}
 
         mapping = {
@@ -259,14 +257,17 @@ def export_opensearch(
                 "max_length": limit,
             },
         )
-        result.files = sorted(p.relative_to(tmp) for p in tmp.iterdir())
-    out = Path(output)
-    result.encoder_zip = out / result.encoder_zip.name
-    result.encoder_config = out / result.encoder_config.name
-    if result.tokenizer_zip is not None:
-        result.tokenizer_zip = out / result.tokenizer_zip.name
-        result.tokenizer_config = out / "ml-commons_tokenizer_config.json"
-    return result
+        files = sorted(p.relative_to(tmp) for p in tmp.iterdir())
+    out = Path(output)  # the files were written in a temporary directory renamed to `out`
+    return OpenSearchExport(
+        output=out,
+        encoder_zip=out / enc_zip.name,
+        encoder_config=out / enc_cfg_path.name,
+        tokenizer_zip=out / tzip.name if tzip else None,
+        tokenizer_config=out / tcfg_path.name if tcfg_path else None,
+        dot_replacement=dot,
+        files=files,
+    )
 
 
 def decode_like_opensearch(tokenizer_json: dict | str | Path, ids: list[int]) -> list[str]:

@@ -11,6 +11,7 @@ from korag.data.schema import Corpus, Queries, Ranking
 from korag.errors import ModelError
 
 RETRIEVER_FILE = "retriever.json"
+CORPUS_FILE = "corpus.jsonl"
 
 
 @runtime_checkable
@@ -49,12 +50,32 @@ def register_retriever(kind: str, loader: Callable[[Path, bool], Any]) -> None:
     _LOADERS[kind] = loader
 
 
-def read_retriever_info(path: str | Path) -> dict[str, Any]:
-    """The ``retriever.json`` of a saved retriever directory."""
+def read_retriever_info(path: str | Path, kind: str | None = None) -> dict[str, Any]:
+    """The ``retriever.json`` of a saved retriever directory (of type `kind`, when given)."""
     info_path = Path(path) / RETRIEVER_FILE
     if not info_path.is_file():
         raise ModelError(f"{path}: not a saved korag retriever (no {RETRIEVER_FILE})")
-    return json.loads(info_path.read_text(encoding="utf-8"))
+    info = json.loads(info_path.read_text(encoding="utf-8"))
+    if kind is not None and info.get("type") != kind:
+        raise ModelError(f"{path}: holds a {info.get('type')!r} retriever, not {kind}")
+    return info
+
+
+def write_indexed_corpus(corpus: Corpus | None, directory: Path) -> None:
+    """Keep the indexed documents beside a saved index, so search results come back with text."""
+    if corpus is not None:
+        from korag.data.beir import write_corpus_jsonl
+
+        write_corpus_jsonl(corpus, directory / CORPUS_FILE)
+
+
+def read_indexed_corpus(directory: Path) -> Corpus | None:
+    """The documents `write_indexed_corpus` kept, if any."""
+    if not (directory / CORPUS_FILE).is_file():
+        return None
+    from korag.data.jsonl import read_corpus_jsonl
+
+    return read_corpus_jsonl(directory / CORPUS_FILE, id_field_name="_id", text_field="text", title_field="title")
 
 
 def load_retriever(path: str | Path, *, mmap: bool = True) -> Retriever:

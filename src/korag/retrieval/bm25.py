@@ -314,9 +314,7 @@ class BM25Retriever(PassageSearchMixin):
         import bm25s
 
         p = Path(path)
-        info = read_retriever_info(p)
-        if info.get("type") != cls.name:
-            raise ModelError(f"{p}: holds a {info.get('type')!r} retriever, not bm25")
+        info = read_retriever_info(p, cls.name)
         params = info["params"]
         r = cls(
             info["tokenizer"],

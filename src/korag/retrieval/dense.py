@@ -16,10 +16,16 @@ from typing import Any
 import numpy as np
 
 from korag import __version__, atomic
-from korag.data.jsonl import read_corpus_jsonl
 from korag.data.schema import Corpus, Queries, Ranking
 from korag.errors import DataError, ModelError
-from korag.retrieval.base import RETRIEVER_FILE, as_queries, read_retriever_info, register_retriever
+from korag.retrieval.base import (
+    RETRIEVER_FILE,
+    as_queries,
+    read_indexed_corpus,
+    read_retriever_info,
+    register_retriever,
+    write_indexed_corpus,
+)
 from korag.retrieval.encoder import DenseEncoder, Precision
 from korag.retrieval.hits import Hit, PassageSearchMixin
 from korag.retrieval.vector_index import VectorIndex
@@ -122,10 +128,7 @@ class DenseRetriever(PassageSearchMixin):
         index = self._require_index()
         with atomic.atomic_directory(path, overwrite=overwrite) as tmp:
             index.save(tmp / "vectors")
-            if self._corpus is not None:
-                from korag.data.beir import write_corpus_jsonl
-
-                write_corpus_jsonl(self._corpus, tmp / "corpus.jsonl")
+            write_indexed_corpus(self._corpus, tmp)
             config = self.encoder.config()
             if not config["model"]:
                 self.encoder.model.save(str(tmp / "model"))
@@ -147,9 +150,7 @@ class DenseRetriever(PassageSearchMixin):
     def load(cls, path: str | Path, *, mmap: bool = True, model: Any = None, device: str = "cpu") -> DenseRetriever:
         """Open a saved dense index (the encoder model is loaded from where it was saved)."""
         p = Path(path)
-        info = read_retriever_info(p)
-        if info.get("type") != cls.name:
-            raise ModelError(f"{p}: holds a {info.get('type')!r} retriever, not dense")
+        info = read_retriever_info(p, cls.name)
         enc = info["encoder"]
         model_ref = enc["model"]
         if model is None:
@@ -165,10 +166,7 @@ class DenseRetriever(PassageSearchMixin):
             device=device,
         )
         r._index = VectorIndex.load(p / "vectors", mmap=mmap)
-        if (p / "corpus.jsonl").is_file():
-            r._corpus = read_corpus_jsonl(
-                p / "corpus.jsonl", id_field_name="_id", text_field="text", title_field="title"
-            )
+        r._corpus = read_indexed_corpus(p)
         return r
 
 

@@ -85,6 +85,22 @@ def model_max_length(st) -> int | None:
     return min(limits) if limits else None
 
 
+def wants_bf16(precision: str, device: str = "cpu") -> bool:
+    """Whether to compute in bfloat16: asked for, or ``auto`` on hardware that has it natively."""
+    if precision not in ("auto", "fp32", "bf16"):
+        raise ConfigError(f"precision must be auto, fp32 or bf16 (got {precision!r})")
+    return precision == "bf16" or (precision == "auto" and bf16_supported(device))
+
+
+def bf16_autocast(enabled: bool, device: str = "cpu"):
+    """bfloat16 autocast on `device` when `enabled`, else a no-op context."""
+    import torch
+
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type="cuda" if device.startswith("cuda") else "cpu", dtype=torch.bfloat16)
+
+
 def bf16_supported(device: str = "cpu") -> bool:
     """Whether bfloat16 arithmetic is native on `device` (so autocast speeds it up)."""
     import torch
@@ -137,11 +153,9 @@ class DenseEncoder:
             self.model = model
             if max_seq_length:
                 self.model.max_seq_length = min(max_seq_length, model_max_length(model) or max_seq_length)
-        if precision not in ("auto", "fp32", "bf16"):
-            raise ConfigError(f"precision must be auto, fp32 or bf16 (got {precision!r})")
         self.device = device
         self.precision = precision
-        self.use_bf16 = precision == "bf16" or (precision == "auto" and bf16_supported(device))
+        self.use_bf16 = wants_bf16(precision, device)
         self.query_prefix, self.passage_prefix = resolve_prefixes(self.model, query_prefix, passage_prefix)
         self.batch_size = batch_size
 
@@ -151,19 +165,12 @@ class DenseEncoder:
         get = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         return int(get())
 
-    def _autocast(self):
-        import torch
-
-        if not self.use_bf16:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type="cuda" if self.device.startswith("cuda") else "cpu", dtype=torch.bfloat16)
-
     def _encode(self, texts: Sequence[str], prefix: str, show_progress: bool) -> np.ndarray:
         import torch
 
         if not len(texts):
             return np.empty((0, self.dim), dtype=np.float32)
-        with torch.inference_mode(), self._autocast():
+        with torch.inference_mode(), bf16_autocast(self.use_bf16, self.device):
             emb = self.model.encode(
                 list(texts),
                 prompt=prefix or None,

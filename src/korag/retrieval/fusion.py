@@ -16,7 +16,7 @@ import numpy as np
 
 from korag import atomic
 from korag.data.schema import Corpus, Qrels, Queries, Ranking
-from korag.errors import ConfigError, ModelError
+from korag.errors import ConfigError
 from korag.retrieval.base import RETRIEVER_FILE, Retriever, as_queries, read_retriever_info, register_retriever
 from korag.retrieval.hits import PassageSearchMixin
 
@@ -193,9 +193,7 @@ class HybridRetriever(PassageSearchMixin):
         from korag.retrieval.base import load_retriever
 
         p = Path(path)
-        info = read_retriever_info(p)
-        if info.get("type") != cls.name:
-            raise ModelError(f"{p}: holds a {info.get('type')!r} retriever, not hybrid")
+        info = read_retriever_info(p, cls.name)
         members = [load_retriever(p / f"member-{i}", mmap=mmap) for i in range(info["members"])]
         return cls(
             members,

@@ -12,7 +12,6 @@ dimensions of queries and documents and FLOPS, the expected number of multiplica
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,10 +21,17 @@ import numpy as np
 import scipy.sparse as sp
 
 from korag import __version__, atomic
-from korag.data.jsonl import read_corpus_jsonl
 from korag.data.schema import Corpus, Queries, Ranking
 from korag.errors import DataError, ModelError
-from korag.retrieval.base import RETRIEVER_FILE, as_queries, read_retriever_info, register_retriever
+from korag.retrieval.base import (
+    RETRIEVER_FILE,
+    as_queries,
+    read_indexed_corpus,
+    read_retriever_info,
+    register_retriever,
+    write_indexed_corpus,
+)
+from korag.retrieval.encoder import bf16_autocast, wants_bf16
 from korag.retrieval.hits import PassageSearchMixin
 from korag.retrieval.inverted_index import InvertedIndex
 from korag.retrieval.pruning import check_prune, prune
@@ -73,6 +79,7 @@ class SparseRetriever(PassageSearchMixin):
         self.prune_ratio = prune_ratio
         self.precision = precision
         self.device = device
+        self.use_bf16 = wants_bf16(precision, device)
         self._query_weights: np.ndarray | None = None
         self._index: InvertedIndex | None = None
         self._doc_ids: list[str] = []
@@ -86,19 +93,11 @@ class SparseRetriever(PassageSearchMixin):
         """Whether queries are encoded without the transformer."""
         return self.info.mode == "doc-only"
 
-    def _autocast(self):
-        import torch
-
-        from korag.retrieval.encoder import bf16_supported
-
-        use = self.precision == "bf16" or (self.precision == "auto" and bf16_supported(self.device))
-        return torch.autocast("cpu", dtype=torch.bfloat16) if use else contextlib.nullcontext()
-
     def encode_documents(self, texts: Sequence[str], *, show_progress: bool = False) -> sp.csr_matrix:
         """Document vectors (documents × vocabulary), pruned as configured."""
         import torch
 
-        with torch.inference_mode(), self._autocast():
+        with torch.inference_mode(), bf16_autocast(self.use_bf16, self.device):
             t = self.model.encode_document(
                 list(texts), batch_size=self.batch_size, convert_to_sparse_tensor=True, show_progress_bar=show_progress
             )
@@ -109,7 +108,7 @@ class SparseRetriever(PassageSearchMixin):
         if not self.doc_only:
             import torch
 
-            with torch.inference_mode(), self._autocast():
+            with torch.inference_mode(), bf16_autocast(self.use_bf16, self.device):
                 t = self.model.encode_query(
                     list(texts), batch_size=self.batch_size, convert_to_sparse_tensor=True, show_progress_bar=False
                 )
@@ -221,10 +220,7 @@ class SparseRetriever(PassageSearchMixin):
         index = self._require_index()
         with atomic.atomic_directory(path, overwrite=overwrite) as tmp:
             size = index.save(tmp)
-            if self._corpus is not None:
-                from korag.data.beir import write_corpus_jsonl
-
-                write_corpus_jsonl(self._corpus, tmp / "corpus.jsonl")
+            write_indexed_corpus(self._corpus, tmp)
             config = self.config()
             if not config["model"]:
                 save_sparse_encoder(self.model, tmp / "model")
@@ -245,9 +241,7 @@ class SparseRetriever(PassageSearchMixin):
     def load(cls, path: str | Path, *, mmap: bool = True, device: str = "cpu") -> SparseRetriever:
         """Open a saved sparse index (memory-mapped postings)."""
         p = Path(path)
-        info = read_retriever_info(p)
-        if info.get("type") != cls.name:
-            raise ModelError(f"{p}: holds a {info.get('type')!r} retriever, not sparse")
+        info = read_retriever_info(p, cls.name)
         enc = info["encoder"]
         model = p / "model" if enc["model"] == "model" else enc["model"]
         r = cls(
@@ -262,10 +256,7 @@ class SparseRetriever(PassageSearchMixin):
         )
         r._index = InvertedIndex.load(p, mmap=mmap)
         r._doc_ids = list(info["doc_ids"])
-        if (p / "corpus.jsonl").is_file():
-            r._corpus = read_corpus_jsonl(
-                p / "corpus.jsonl", id_field_name="_id", text_field="text", title_field="title"
-            )
+        r._corpus = read_indexed_corpus(p)
         return r
 
 

@@ -202,7 +202,7 @@ def ir_evaluator(
     capped dev corpus, run under bf16 autocast where the CPU has it."""
     import torch
 
-    from korag.retrieval.encoder import bf16_supported
+    from korag.retrieval.encoder import bf16_autocast, bf16_supported
 
     corpus = dev_corpus(rs, config.eval_max_docs, config.seed)
     autocast = bf16 and bf16_supported(config.device)
@@ -210,8 +210,7 @@ def ir_evaluator(
     class _Evaluator(evaluator_cls):
         # evaluation encodes the whole dev corpus; bf16 autocast halves that on CPUs that have it
         def __call__(self, *args, **kwargs):
-            ctx = torch.autocast("cpu", dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
-            with torch.inference_mode(), ctx:
+            with torch.inference_mode(), bf16_autocast(autocast, config.device):
                 return super().__call__(*args, **kwargs)
 
     return _Evaluator(
@@ -233,9 +232,9 @@ def ir_evaluator(
 
 def use_bf16(config: TrainConfigBase) -> bool:
     """Whether training runs under bfloat16 autocast."""
-    from korag.retrieval.encoder import bf16_supported
+    from korag.retrieval.encoder import wants_bf16
 
-    return config.precision == "bf16" or (config.precision == "auto" and bf16_supported(config.device))
+    return wants_bf16(config.precision, config.device)
 
 
 def run_trainer(
