@@ -38,6 +38,13 @@ app.add_typer(models_app, name="models")
 app.add_typer(train_app, name="train")
 app.add_typer(export_app, name="export")
 
+from korag.cli_lexicon import lexicon_app  # noqa: E402  (sub-apps defined in their own modules)
+from korag.cli_synth import llm_app, synth_app  # noqa: E402
+
+app.add_typer(llm_app, name="llm")
+app.add_typer(synth_app, name="synth")
+app.add_typer(lexicon_app, name="lexicon")
+
 out = Console()
 err = Console(stderr=True)
 
@@ -251,6 +258,10 @@ def eval_retrieval(
         list[str] | None, typer.Option("--metric", help="metric to compute, e.g. ndcg@10 (repeatable)")
     ] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="write metrics and timings as JSON")] = None,
+    synonyms: Annotated[
+        Path | None, typer.Option(help="expand queries with this synonym dictionary (bm25, sparse)")
+    ] = None,
+    expansion_weight: Annotated[float, typer.Option(help="weight of expanded terms relative to the query")] = 0.5,
 ) -> None:
     """Index the corpus, search the split's queries, print and save MRR/nDCG/Recall and timings."""
     from korag.data.load import as_retrieval_set, load
@@ -276,6 +287,11 @@ def eval_retrieval(
         weights=parse_weights(weights),
         depth=max(k, 100),
     )
+    if synonyms:
+        from korag.retrieval.expansion import ExpandingRetriever, QueryExpansion
+        from korag.text.synonyms import SynonymDict
+
+        r = ExpandingRetriever(r, QueryExpansion(SynonymDict.load(synonyms), weight=expansion_weight))
     tuning = None
     if tune_split:
         if retriever != "hybrid":

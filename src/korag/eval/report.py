@@ -23,6 +23,7 @@ class RunSummary:
 TIMING_LABELS = {
     "tokenize_chars_per_second": "tokenize chars/s",
     "index_seconds": "index s",
+    "train_seconds": "train s",
     "queries_per_second": "queries/s",
 }
 

@@ -84,3 +84,58 @@ def build_tiny_encoder(
 
         shutil.rmtree(hf)
     return Path(path)
+
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
+def build_tiny_causal_lm(
+    path: str | Path,
+    *,
+    texts: Iterable[str] = (),
+    hidden: int = 32,
+    layers: int = 2,
+    heads: int = 2,
+    vocab_size: int = 600,
+    max_length: int = 2048,
+    seed: int = 0,
+) -> Path:
+    """Write a transformers directory: a byte-level BPE trained on `texts` (so any text round-trips)
+    and a Llama of `layers` × `hidden` with a small chat template — random weights, for tests."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    torch.manual_seed(seed)
+    tok = Tokenizer(models.BPE(unk_token=None))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    specials = ["<pad>", "<s>", "</s>"]
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tok.train_from_iterator((list(texts) + DEFAULT_TEXTS) * 2, trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>", model_max_length=max_length
+    )
+    fast.chat_template = CHAT_TEMPLATE
+    config = LlamaConfig(
+        vocab_size=tok.get_vocab_size(),
+        hidden_size=hidden,
+        intermediate_size=hidden * 2,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        max_position_embeddings=max_length,
+        pad_token_id=fast.pad_token_id,
+        bos_token_id=fast.bos_token_id,
+        eos_token_id=fast.eos_token_id,
+    )
+    model = LlamaForCausalLM(config)
+    with atomic.atomic_directory(path, overwrite=True) as tmp:
+        model.save_pretrained(tmp)
+        fast.save_pretrained(tmp)
+    return Path(path)

@@ -53,7 +53,12 @@ def has_queries(recipe: Recipe) -> bool:
 
 
 def plan_recipe(recipe: Recipe, command: str | None = None) -> list[Task]:
-    """Tasks for: load, stats, then per run tokenize → bm25-index (→ retrieve → evaluate), report."""
+    """Tasks for: load, stats, then per run tokenize → bm25-index (→ retrieve → evaluate), report
+    (or, for ``flow: enhance``, the enhancement flow's tasks)."""
+    if recipe.flow == "enhance":
+        from korag.pipeline.enhance import plan_enhance
+
+        return plan_enhance(recipe, command)  # type: ignore[arg-type]
     tasks = [Task("load", stages.LOAD, data_params(recipe))]
     report_inputs: dict[str, str] = {}
     if recipe.stats.enabled:

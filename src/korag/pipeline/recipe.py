@@ -95,6 +95,7 @@ class ReportSpec(_Strict):
 class Recipe(_Strict):
     """A whole job: data → statistics → runs → evaluation → report."""
 
+    flow: Literal["bm25"] = Field("bm25", description="'bm25' (this) or 'enhance' (see pipeline/enhance.py)")
     name: str
     description: str = ""
     data: DataSpec
@@ -158,7 +159,7 @@ def _format_validation(name: str, exc: ValidationError) -> str:
     return f"recipe {name!r} is invalid: " + "; ".join(problems)
 
 
-def load_recipe(recipe: str | Path | None = None, overrides: Sequence[str] = ()) -> Recipe:
+def load_recipe(recipe: str | Path | None = None, overrides: Sequence[str] = ()) -> Any:
     """Read a recipe file or a built-in recipe by name (``default`` when None), apply
     `overrides`, and validate."""
     spec = "default" if recipe is None else str(recipe)
@@ -180,8 +181,13 @@ def load_recipe(recipe: str | Path | None = None, overrides: Sequence[str] = ())
         raise ConfigError(f"{source}: a recipe must be a YAML mapping")
     raw.setdefault("name", source.stem)
     apply_overrides(raw, overrides)
+    model: type[BaseModel] = Recipe
+    if raw.get("flow") == "enhance":
+        from korag.pipeline.enhance import EnhanceRecipe
+
+        model = EnhanceRecipe
     try:
-        parsed = Recipe.model_validate(raw)
+        parsed = model.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_format_validation(str(raw.get("name")), exc)) from None
     if parsed.data.path is None:

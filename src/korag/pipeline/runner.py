@@ -106,7 +106,8 @@ def run_plan(
             started = dt.datetime.now(dt.UTC)
             t0 = time.perf_counter()
             with store.writing(t.stage.name, key) as tmp:
-                ctx = StageContext(t.id, tmp, dict(t.params), inputs, show_progress)
+                scratch = store.scratch(t.stage.name, key)
+                ctx = StageContext(t.id, tmp, dict(t.params), inputs, show_progress, scratch, store.root / ".cache")
                 metrics = dict(t.stage.fn(ctx) or {})
                 seconds = time.perf_counter() - t0
                 store.write_manifest(tmp, _manifest(t, key, keys, by_id, metrics, started, seconds))

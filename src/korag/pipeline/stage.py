@@ -27,6 +27,16 @@ class StageContext:
     params: dict[str, Any]
     inputs: dict[str, Artifact]
     show_progress: bool = True
+    scratch_dir: Path | None = None
+    cache_dir: Path | None = None  # the workspace's shared cache (converted models), outside any key
+
+    @property
+    def scratch(self) -> Path:
+        """A crash-surviving directory for resumable work (see `ArtifactStore.scratch`)."""
+        if self.scratch_dir is None:
+            raise RuntimeError(f"task {self.task_id} has no scratch directory")
+        self.scratch_dir.mkdir(parents=True, exist_ok=True)
+        return self.scratch_dir
 
     def input(self, name: str) -> Artifact:
         """The input artifact called `name`."""

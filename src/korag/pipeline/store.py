@@ -108,6 +108,11 @@ class ArtifactStore:
         if final.is_dir() and not (final / MANIFEST).is_file():
             shutil.rmtree(final, ignore_errors=True)
 
+    def scratch(self, stage: str, key: str) -> Path:
+        """A directory that survives a crash of the task writing `key`, for stages that resume
+        (e.g. generation appends per document); it is removed once the artifact is published."""
+        return self.root / stage / f".{key}.resume"  # created by the stage that uses it
+
     @contextlib.contextmanager
     def writing(self, stage: str, key: str) -> Iterator[Path]:
         """A temporary directory to fill; it becomes the artifact when the block ends without error.
@@ -120,6 +125,7 @@ class ArtifactStore:
             yield tmp
             if not (tmp / MANIFEST).is_file():
                 raise RuntimeError(f"stage {stage} finished without writing its manifest")
+        shutil.rmtree(self.root / stage / f".{key}.resume", ignore_errors=True)
 
     @staticmethod
     def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:

@@ -22,7 +22,7 @@ import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -34,6 +34,9 @@ from korag.retrieval.base import RETRIEVER_FILE, as_queries, read_retriever_info
 from korag.retrieval.hits import PassageSearchMixin
 from korag.retrieval.term_counts import TermCounts
 from korag.text.tokenize import Tokenizer, make_tokenizer
+
+if TYPE_CHECKING:
+    from korag.retrieval.expansion import QueryExpansion
 
 Method = Literal["lucene", "robertson", "atire", "bm25l", "bm25+"]
 METHODS: tuple[str, ...] = ("lucene", "robertson", "atire", "bm25l", "bm25+")
@@ -233,14 +236,21 @@ class BM25Retriever(PassageSearchMixin):
         *,
         show_progress: bool = False,
         n_threads: int = 0,
+        expansion: QueryExpansion | None = None,
     ) -> Ranking:
         """Top-`k` documents for every query in one call (bm25s scores queries in a loop,
-        in `n_threads` threads if asked)."""
+        in `n_threads` threads if asked).
+
+        With an `expansion`, a document scores BM25(query) + Σ w · BM25(synonym) over the
+        query's dictionary synonyms (see `korag.retrieval.expansion`), computed as one sparse
+        product with the score matrix instead of bm25s's per-query loop."""
         if self._engine is None:
             raise ModelError("the index is empty: call index(corpus) first")
         if self._dirty:
             self._rebuild()
         qs = as_queries(queries)
+        if expansion is not None:
+            return self._search_expanded(qs, k, expansion)
         t0 = time.perf_counter()
         q_tokens = self.tokenizer.tokenize_batch(qs.texts)
         t1 = time.perf_counter()
@@ -254,6 +264,46 @@ class BM25Retriever(PassageSearchMixin):
             )
         t2 = time.perf_counter()
         self.timings.update(query_tokenize_seconds=t1 - t0, search_seconds=t2 - t1)
+        return Ranking(qs.ids, indices, scores, self._doc_ids)
+
+    def _query_matrix(self, token_lists: Sequence[Sequence[str]]) -> sp.csr_matrix:
+        """(texts × vocabulary) token counts; tokens outside the index vocabulary are dropped,
+        as bm25s drops them."""
+        vocab = self._engine.vocab_dict
+        rows, cols = [], []
+        for i, tokens in enumerate(token_lists):
+            ids = [vocab[t] for t in tokens if t in vocab]
+            rows.extend([i] * len(ids))
+            cols.extend(ids)
+        shape = (len(token_lists), len(self._engine.scores["indptr"]) - 1)
+        # duplicates add up: bm25s sums a repeated query token once per occurrence
+        return sp.csr_matrix((np.ones(len(cols), np.float32), (rows, cols)), shape=shape, dtype=np.float32)
+
+    def _search_expanded(self, qs: Queries, k: int, expansion: QueryExpansion) -> Ranking:
+        t0 = time.perf_counter()
+        synonyms, weights = expansion.weight_matrix(qs.texts)
+        q = self._query_matrix(self.tokenizer.tokenize_batch(qs.texts))
+        if synonyms:  # each synonym tokenized on its own: no bigram across two terms
+            q = (q + weights @ self._query_matrix(self.tokenizer.tokenize_batch(synonyms))).tocsr()
+        t1 = time.perf_counter()
+        matrix = self.score_matrix()
+        nonocc = self._engine.nonoccurrence_array
+        n_docs = matrix.shape[1]
+        k_eff = max(1, min(k, n_docs))
+        indices = np.empty((len(qs), k_eff), dtype=np.int64)
+        scores = np.empty((len(qs), k_eff), dtype=np.float32)
+        step = max(1, (1 << 22) // max(1, n_docs))  # ~16 MB of dense scores per block of queries
+        for start in range(0, len(qs), step):
+            block = q[start : start + step]
+            dense = np.asarray((block @ matrix).todense(), dtype=np.float32)
+            if nonocc is not None:  # BM25L/BM25+ give every document a query-dependent floor
+                dense += (block @ nonocc.astype(np.float32))[:, None]
+            top = np.argpartition(-dense, k_eff - 1, axis=1)[:, :k_eff]
+            top_scores = np.take_along_axis(dense, top, axis=1)
+            order = np.argsort(-top_scores, axis=1, kind="stable")
+            indices[start : start + step] = np.take_along_axis(top, order, axis=1)
+            scores[start : start + step] = np.take_along_axis(top_scores, order, axis=1)
+        self.timings.update(query_tokenize_seconds=t1 - t0, search_seconds=time.perf_counter() - t1)
         return Ranking(qs.ids, indices, scores, self._doc_ids)
 
     def score_pairs(self, queries: Sequence[str], doc_ids: Sequence[Sequence[str]]) -> np.ndarray:

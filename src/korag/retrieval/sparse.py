@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -35,6 +35,9 @@ from korag.retrieval.encoder import bf16_autocast, wants_bf16
 from korag.retrieval.hits import PassageSearchMixin
 from korag.retrieval.inverted_index import InvertedIndex
 from korag.retrieval.pruning import check_prune, prune
+
+if TYPE_CHECKING:
+    from korag.retrieval.expansion import QueryExpansion
 
 
 def _torch_sparse_to_scipy(t) -> sp.csr_matrix:
@@ -103,8 +106,17 @@ class SparseRetriever(PassageSearchMixin):
             )
         return prune(_torch_sparse_to_scipy(t), self.prune_type, self.prune_ratio)
 
-    def encode_queries(self, texts: Sequence[str], *, show_progress: bool = False) -> sp.csr_matrix:
-        """Query vectors (queries × vocabulary)."""
+    def encode_queries(
+        self, texts: Sequence[str], *, show_progress: bool = False, expansion: QueryExpansion | None = None
+    ) -> sp.csr_matrix:
+        """Query vectors (queries × vocabulary); with an `expansion`, plus w × the vector of each
+        dictionary synonym of the query (see `korag.retrieval.expansion`)."""
+        if expansion is not None:
+            q = self.encode_queries(texts, show_progress=show_progress)
+            synonyms, weights = expansion.weight_matrix(texts)
+            if not synonyms:
+                return q
+            return (q + weights @ self.encode_queries(synonyms)).tocsr()
         if not self.doc_only:
             import torch
 
@@ -157,12 +169,19 @@ class SparseRetriever(PassageSearchMixin):
         """Ids of the indexed documents."""
         return self._doc_ids
 
-    def search(self, queries: Queries | Sequence[str], k: int = 10, *, show_progress: bool = False) -> Ranking:
-        """Top-`k` documents per query by sparse dot product (exact)."""
+    def search(
+        self,
+        queries: Queries | Sequence[str],
+        k: int = 10,
+        *,
+        show_progress: bool = False,
+        expansion: QueryExpansion | None = None,
+    ) -> Ranking:
+        """Top-`k` documents per query by sparse dot product (exact), queries optionally expanded."""
         index = self._require_index()
         qs = as_queries(queries)
         t0 = time.perf_counter()
-        q = self.encode_queries(qs.texts, show_progress=show_progress)
+        q = self.encode_queries(qs.texts, show_progress=show_progress, expansion=expansion)
         t1 = time.perf_counter()
         if len(qs):
             idx, scores = index.search(q, k)

@@ -7,12 +7,19 @@ largest), so a query term unseen in the corpus is not silently dropped.
 ``idf.json`` maps a token string to its weight. Within a korag sparse model the strings are the
 tokenizer's vocabulary pieces (``▁서울``), which `sentence-transformers`' `SparseStaticEmbedding`
 reads back exactly; the OpenSearch export rewrites them as ML Commons decodes token ids.
+
+`term_idf` is the same weight over the string tokens of any korag `Tokenizer` (bigram-stem,
+Kiwi, …), kept as a ``{term: weight}`` dict and saved in the same JSON shape
+(`write_term_idf` / `read_term_idf`); `korag.text.trends.boost_weights` raises the weight of
+trending or hand-picked terms in such a table.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -115,3 +122,54 @@ def read_idf_json(path: str | Path, tokenizer, *, vocab_size: int | None = None,
             raise DataError(str(p), f"token {tok!r}: weight must be a finite number, got {w!r}")
         weights[vocab[tok]] = float(w)
     return weights
+
+
+# -- IDF over korag tokenizers' string tokens --------------------------------------------------
+
+
+def term_document_frequencies(token_lists: Iterable[Sequence[str]]) -> tuple[Counter[str], int]:
+    """(documents containing each term, number of documents); a repeated term counts once per document."""
+    df: Counter[str] = Counter()
+    n = 0
+    for tokens in token_lists:
+        df.update(set(tokens))
+        n += 1
+    return df, n
+
+
+def term_idf(token_lists: Iterable[Sequence[str]]) -> dict[str, float]:
+    """BM25 IDF (`bm25_idf`) of every term of tokenised documents, e.g. from
+    ``make_tokenizer("bigram-stem").tokenize_batch(texts)``."""
+    df, n = term_document_frequencies(token_lists)
+    if n == 0:
+        raise DataError(None, "cannot compute IDF over an empty corpus")
+    terms = list(df)
+    weights = bm25_idf(np.fromiter((df[t] for t in terms), dtype=np.int64, count=len(terms)), n)
+    return dict(zip(terms, weights.tolist(), strict=True))
+
+
+def write_term_idf(path: str | Path, weights: Mapping[str, float]) -> None:
+    """Write ``{term: weight}`` as JSON, atomically (terms sorted so files diff cleanly)."""
+    atomic.write_json(path, {t: float(weights[t]) for t in sorted(weights)}, indent=None)
+
+
+def read_term_idf(path: str | Path) -> dict[str, float]:
+    """Read a ``{term: weight}`` JSON table; a malformed file is a `DataError` naming the term."""
+    p = Path(path)
+    try:
+        table = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(str(p), "no such IDF file") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(str(p), f"not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(table, dict):
+        raise DataError(str(p), f"expected an object mapping terms to weights, got {type(table).__name__}")
+    out: dict[str, float] = {}
+    for term, w in table.items():
+        # bool is an int subclass; true/false in an IDF table is a mistake, not a weight
+        if isinstance(w, bool) or not isinstance(w, int | float) or not math.isfinite(w):
+            raise DataError(str(p), f"weight must be a finite number, got {w!r}", record=f"term {term!r}")
+        if not term:
+            raise DataError(str(p), "empty term", record="term ''")
+        out[term] = float(w)
+    return out

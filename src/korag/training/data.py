@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from korag.data.schema import Corpus, QASet, Qrels, Queries, RetrievalSet
 from korag.errors import DataError
@@ -92,3 +93,28 @@ def dev_corpus(rs: RetrievalSet, max_docs: int, seed: int = 0) -> Corpus:
     rng = random.Random(seed)
     keep = {rs.corpus.index_of(d) for d in relevant} | set(rng.sample(others, max(0, max_docs - len(relevant))))
     return rs.corpus.subset(sorted(keep))
+
+
+def write_pairs_jsonl(pairs: Sequence[TrainingPair], path: str | Path) -> int:
+    """Training pairs (or triplets, with negatives) as JSONL for other tools:
+    ``{"query", "positive", "negatives", "query_id", "positive_id", "negative_ids"}`` per line."""
+    import json
+
+    from korag import atomic
+
+    lines = [
+        json.dumps(
+            {
+                "query": p.query,
+                "positive": p.positive,
+                "negatives": list(p.negatives),
+                "query_id": p.query_id,
+                "positive_id": p.positive_id,
+                "negative_ids": list(p.negative_ids),
+            },
+            ensure_ascii=False,
+        )
+        for p in pairs
+    ]
+    atomic.write_text(path, "\n".join(lines) + ("\n" if lines else ""))
+    return len(lines)

@@ -27,6 +27,7 @@ Output directory::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -35,6 +36,7 @@ from pydantic import Field
 from korag.data.schema import QASet, RetrievalSet
 from korag.errors import ConfigError
 from korag.retrieval.encoder import load_sentence_transformer, resolve_prefixes
+from korag.training.data import TrainingPair
 from korag.training.fit import (
     LORA_TARGETS_BERT,
     TrainConfigBase,
@@ -73,6 +75,7 @@ def train_dense(
     dev: RetrievalSet | QASet | None = None,
     resume: bool = True,
     show_progress: bool = True,
+    extra_pairs: Sequence[TrainingPair] = (),
 ) -> TrainResult:
     """Fine-tune `config.base` on `train` (a dev split is held out unless `dev` is given)."""
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
@@ -82,7 +85,7 @@ def train_dense(
     check_config(config)
     out = Path(output)
     set_seed(config.seed)
-    data = prepare_pairs(train, config, dev, show_progress=show_progress)
+    data = prepare_pairs(train, config, dev, show_progress=show_progress, extra_pairs=extra_pairs)
 
     model = load_sentence_transformer(config.base, device=config.device, max_seq_length=config.max_seq_length)
     if config.dropout is not None:

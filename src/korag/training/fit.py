@@ -14,7 +14,7 @@ import contextlib
 import json
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -123,16 +123,23 @@ def prepare_pairs(
     dev: RetrievalSet | QASet | None,
     *,
     show_progress: bool,
+    extra_pairs: Sequence[TrainingPair] = (),
 ) -> PreparedPairs:
-    """Hold out dev queries (unless `dev` is given), mine negatives, build the pairs."""
+    """Hold out dev queries (unless `dev` is given), mine negatives, build the pairs; `extra_pairs`
+    (e.g. synthetic queries) are added as they are. `train` may have no queries when they are
+    the only data (the label-free case)."""
     rs = as_retrieval_set(train)
     if dev is None:
         rs, dev_rs = split_queries(rs, config.eval_fraction, config.seed)
     else:
         dev_rs = as_retrieval_set(dev)
     answers = {e.id: e.answers for e in train.examples} if isinstance(train, QASet) else None
-    negatives = mine_for_training(rs, config, answers, show_progress) if config.hard_negatives else None
-    pairs = training_pairs(rs, with_title=config.with_title, negatives=negatives)
+    labelled = len(rs.judged_queries()) > 0
+    if not labelled and not extra_pairs:
+        raise DataError(rs.name or None, "no training pairs: no query has a relevant document in this split")
+    negatives = mine_for_training(rs, config, answers, show_progress) if config.hard_negatives and labelled else None
+    pairs = training_pairs(rs, with_title=config.with_title, negatives=negatives) if labelled else []
+    pairs += list(extra_pairs)
     if config.hard_negatives:
         pairs = [p for p in pairs if len(p.negatives) == config.hard_negatives]
         if not pairs:

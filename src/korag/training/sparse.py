@@ -19,6 +19,7 @@ Output directory: ``model/`` (what ``--model`` takes), ``adapter/`` with LoRA, `
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Literal
@@ -116,6 +117,7 @@ def train_sparse(
     dev: RetrievalSet | QASet | None = None,
     resume: bool = True,
     show_progress: bool = True,
+    extra_pairs: Sequence[TrainingPair] = (),
 ) -> TrainResult:
     """Train a sparse encoder on `train` (a dev split is held out unless `dev` is given)."""
     from sentence_transformers.sparse_encoder import SparseEncoderTrainer, SparseEncoderTrainingArguments, losses
@@ -138,7 +140,7 @@ def train_sparse(
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     set_seed(config.seed)
-    data = prepare_pairs(train, config, dev, show_progress=show_progress)
+    data = prepare_pairs(train, config, dev, show_progress=show_progress, extra_pairs=extra_pairs)
     texts = list(data.train.corpus.contents(config.with_title))
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(config.base))

@@ -1,0 +1,189 @@
+"""`korag lexicon …`: IDF tables, trending keywords and the Korean–English synonym dictionary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from korag.errors import ConfigError, DataError
+
+out = Console()
+lexicon_app = typer.Typer(help="Build lexical resources: IDF, trending keywords, synonyms.", no_args_is_help=True)
+
+
+def _corpus(path: str, format: str):
+    from korag.data.load import load
+    from korag.data.schema import Corpus
+
+    data = load(path, format=format, show_progress=True)
+    return data if isinstance(data, Corpus) else data.corpus
+
+
+def _dates(corpus, field: str, source: str) -> list[str]:
+    dates = []
+    for i, doc in enumerate(corpus):
+        value = (doc.meta or {}).get(field)
+        if value is None:
+            raise DataError(
+                source, "has no date", record=f"document {i + 1} (id={doc.id!r})", field=f"metadata.{field}"
+            )
+        dates.append(value)
+    return dates
+
+
+def _trends_table(terms, limit: int) -> Table:
+    table = Table(title=f"trending terms (top {min(limit, len(terms))} of {len(terms)})")
+    for col in ("term", "recent df", "background df", "log2 ratio", "z"):
+        table.add_column(col, justify="left" if col == "term" else "right")
+    for t in terms[:limit]:
+        table.add_row(t.term, str(t.recent_df), str(t.background_df), f"{t.log_ratio:.2f}", f"{t.z_score:.1f}")
+    return table
+
+
+def _find_trends(corpus, tokens, *, background, tokenizer, date_field, since, window_days, path, min_count):
+    from korag.text.tokenize import make_tokenizer
+    from korag.text.trends import split_by_date, split_by_window, trending_terms
+
+    if background:
+        ref = _corpus(background, "auto")
+        return trending_terms(tokens, make_tokenizer(tokenizer).tokenize_batch(ref.contents()), min_count=min_count)
+    if not (since or window_days):
+        raise ConfigError("give --background REF, or --since DATE / --window-days N with dated documents")
+    dates = _dates(corpus, date_field, path)
+    recent, older = split_by_date(dates, since) if since else split_by_window(dates, window_days)
+    return trending_terms([tokens[i] for i in recent], [tokens[i] for i in older], min_count=min_count)
+
+
+@lexicon_app.command("trends")
+def lexicon_trends(
+    path: Annotated[str, typer.Argument(help="the target (recent) corpus, or a dated corpus with --since")],
+    background: Annotated[str | None, typer.Option(help="reference corpus to compare against")] = None,
+    date_field: Annotated[str, typer.Option(help="metadata field holding each document's date")] = "date",
+    since: Annotated[str | None, typer.Option(help="documents dated on or after this are recent")] = None,
+    window_days: Annotated[int | None, typer.Option(help="recent = the last N days of the corpus")] = None,
+    tokenizer: Annotated[str, typer.Option(help="korag tokenizer spec")] = "bigram-stem",
+    min_count: Annotated[int, typer.Option(help="minimum recent documents per term")] = 3,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="write the terms as JSON")] = None,
+    format: Annotated[str, typer.Option(help="input format")] = "auto",
+) -> None:
+    """Terms whose document frequency rose significantly (log-ratio and z-score)."""
+    from dataclasses import asdict
+
+    from korag import atomic
+    from korag.text.tokenize import make_tokenizer
+
+    corpus = _corpus(path, format)
+    tokens = make_tokenizer(tokenizer).tokenize_batch(corpus.contents())
+    terms = _find_trends(
+        corpus,
+        tokens,
+        background=background,
+        tokenizer=tokenizer,
+        date_field=date_field,
+        since=since,
+        window_days=window_days,
+        path=path,
+        min_count=min_count,
+    )
+    out.print(_trends_table(terms, 30))
+    if output:
+        atomic.write_json(output, [asdict(t) for t in terms])
+        out.print(f"wrote {len(terms)} terms to {output}")
+
+
+@lexicon_app.command("idf")
+def lexicon_idf(
+    path: Annotated[str, typer.Argument(help="corpus to count document frequencies in")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="IDF table (JSON)")],
+    tokenizer: Annotated[str, typer.Option(help="korag tokenizer spec, or hf:DIR for subword pieces")] = "bigram-stem",
+    opensearch_model: Annotated[
+        Path | None, typer.Option(help="write OpenSearch idf.json over this model's tokenizer vocabulary instead")
+    ] = None,
+    boost: Annotated[float, typer.Option(help="factor for trending terms and --keyword")] = 2.0,
+    keyword: Annotated[list[str] | None, typer.Option(help="keyword to boost (repeatable)")] = None,
+    trending_background: Annotated[str | None, typer.Option(help="boost terms trending against this corpus")] = None,
+    since: Annotated[str | None, typer.Option(help="boost terms trending since this date (dated corpus)")] = None,
+    date_field: Annotated[str, typer.Option(help="metadata field with dates")] = "date",
+    format: Annotated[str, typer.Option(help="input format")] = "auto",
+) -> None:
+    """IDF over any tokenizer, optionally boosting trending terms and hand-picked keywords."""
+    from korag.text.idf import corpus_idf, term_idf, write_idf_json, write_term_idf
+    from korag.text.tokenize import make_tokenizer
+    from korag.text.trends import boost_weights
+
+    corpus = _corpus(path, format)
+    texts = corpus.contents()
+    if opensearch_model:
+        from transformers import AutoTokenizer
+
+        if trending_background or since or keyword:
+            raise ConfigError(
+                "boosting applies to korag tokenizer tables; drop --opensearch-model or the boost options"
+            )
+        tok = AutoTokenizer.from_pretrained(str(opensearch_model))
+        weights, _ = corpus_idf(tok, texts, show_progress=True)
+        pieces = tok.convert_ids_to_tokens(list(range(len(weights))))
+        n = write_idf_json(output, weights, pieces)
+        out.print(f"wrote {n} token weights (OpenSearch idf.json) to {output}")
+        return
+    tok = make_tokenizer(tokenizer)
+    tokens = tok.tokenize_batch(texts, show_progress=True)
+    weights = term_idf(tokens)
+    trending = []
+    if trending_background or since:
+        trending = _find_trends(
+            corpus,
+            tokens,
+            background=trending_background,
+            tokenizer=tokenizer,
+            date_field=date_field,
+            since=since,
+            window_days=None,
+            path=path,
+            min_count=3,
+        )
+        out.print(_trends_table(trending, 15))
+    if trending or keyword:
+        weights = boost_weights(weights, trending, boost, keywords=keyword or (), tokenizer=tok)
+    write_term_idf(output, weights)
+    out.print(f"wrote {len(weights)} term weights to {output} ({len(trending)} trending terms boosted ×{boost})")
+
+
+@lexicon_app.command("synonyms")
+def lexicon_synonyms(
+    path: Annotated[str, typer.Argument(help="corpus to mine")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="synonym dictionary (JSON)")],
+    encoder: Annotated[str | None, typer.Option(help="dense encoder for embedding candidates (e.g. E5)")] = None,
+    threshold: Annotated[float, typer.Option(help="cosine threshold of embedding candidates")] = 0.9,
+    llm: Annotated[str | None, typer.Option(help="verify candidates with this LLM (yes/no prompt)")] = None,
+    min_count: Annotated[int, typer.Option(help="minimum occurrences of a bracket gloss")] = 1,
+    format: Annotated[str, typer.Option(help="input format")] = "auto",
+) -> None:
+    """Korean–English pairs from bracket glosses, embedding similarity and LLM verification."""
+    from korag.text.synonyms import SynonymDict, corpus_terms, embedding_candidates, pattern_candidates, verify_with_llm
+
+    texts = _corpus(path, format).contents()
+    found = SynonymDict(pattern_candidates(texts, min_count=min_count))
+    out.print(f"bracket glosses: {len(found)} pairs")
+    if encoder:
+        ko, en = corpus_terms(texts)
+        emb = embedding_candidates(ko, en, encoder, threshold=threshold)
+        out.print(f"embedding candidates: {len(emb)} pairs")
+        found = found.merge(emb)
+    if llm:
+        from korag.synth.llm import make_generator
+
+        found = SynonymDict(verify_with_llm(list(found), make_generator(llm)))
+        out.print(f"after LLM verification: {len(found)} pairs")
+    found.save(output)
+    table = Table(title=f"{len(found)} synonym pairs")
+    for col in ("korean", "english", "sources", "weight"):
+        table.add_column(col)
+    for e in list(found)[:30]:
+        table.add_row(e.korean, e.english, ",".join(sorted(e.sources)), f"{e.weight:.2f}")
+    out.print(table)
+    out.print(f"wrote {output}")

@@ -1,0 +1,97 @@
+"""What every LLM backend shares: the sampling settings and the `Generator` protocol.
+
+A prompt is either plain text (completion; what base models such as Gemma 3 270M need) or a list
+of chat messages ``{"role": ..., "content": ...}`` (instruction models; rendered with the model's
+chat template, or sent as-is to an OpenAI-compatible server).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from korag.errors import ConfigError
+
+ChatMessage = dict[str, str]
+Prompt = str | list[ChatMessage]
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """Sampling settings. ``temperature == 0`` means greedy decoding."""
+
+    max_tokens: int = 128
+    temperature: float = 0.0
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+    seed: int | None = 0
+
+    def __post_init__(self) -> None:
+        if self.max_tokens < 1:
+            raise ConfigError(f"max_tokens must be at least 1 (got {self.max_tokens})")
+        if self.temperature < 0:
+            raise ConfigError(f"temperature must be ≥ 0 (got {self.temperature})")
+        if not 0 < self.top_p <= 1:
+            raise ConfigError(f"top_p must be in (0, 1] (got {self.top_p})")
+        object.__setattr__(self, "stop", tuple(self.stop))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain settings (part of a generation stage's key)."""
+        d = asdict(self)
+        d["stop"] = list(self.stop)
+        return d
+
+
+@runtime_checkable
+class Generator(Protocol):
+    """Prompts in, generated texts out (one per prompt, in order)."""
+
+    def generate(self, prompts: Sequence[Prompt], config: GenerationConfig) -> list[str]:
+        """The continuation of every prompt, with stop strings cut off."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """What identifies the model (backend, path or name, file hash) for stage keys and reports."""
+        ...
+
+
+@dataclass
+class GenerationStats:
+    """Counters a backend keeps across calls (shown in reports)."""
+
+    prompts: int = 0
+    generated_tokens: int = 0
+    seconds: float = 0.0
+    retries: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def tokens_per_second(self) -> float:
+        """Generated tokens per wall-clock second."""
+        return self.generated_tokens / self.seconds if self.seconds > 0 else 0.0
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> str:
+    """`text` up to the first occurrence of any stop string."""
+    cut = len(text)
+    for s in stop:
+        if s:
+            i = text.find(s)
+            if 0 <= i < cut:
+                cut = i
+    return text[:cut]
+
+
+def check_prompts(prompts: Sequence[Prompt]) -> None:
+    """Reject malformed prompts with a message naming the prompt, before any model runs."""
+    for i, p in enumerate(prompts):
+        if isinstance(p, str):
+            continue
+        if not isinstance(p, list) or not p:
+            raise ConfigError(
+                f"prompt {i + 1}: expected text or a non-empty list of chat messages, got {type(p).__name__}"
+            )
+        for j, m in enumerate(p):
+            if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
+                raise ConfigError(f"prompt {i + 1}, message {j + 1}: needs string 'role' and 'content'")

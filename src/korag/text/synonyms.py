@@ -1,0 +1,561 @@
+"""A Korean–English synonym dictionary, built from corpus patterns, embeddings and an LLM check.
+
+Korean technical writing glosses terms in the other language in brackets — ``광합성(photosynthesis)은``,
+``DNA(디옥시리보핵산)``, ``반도체 [semiconductor]``. `pattern_candidates` harvests those pairs
+with their counts; `embedding_candidates` pairs Korean and English terms that are each other's
+nearest neighbour under a multilingual encoder; `verify_with_llm` asks a (small, base) model a
+few-shot yes/no question per pair. Each `SynonymEntry` records which sources support it and
+their scores, so a dictionary can be filtered or inspected later.
+
+`SynonymDict` looks terms up both ways and finds its surface forms inside a query (Korean
+attaches particles: ``광합성은`` must match ``광합성``); `korag.retrieval.expansion` uses it for
+query expansion. Files are JSON: ``{"format": "korag-synonyms", "version": 1, "entries": [...]}``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from korag import atomic
+from korag.errors import ConfigError, DataError
+from korag.text.korean import strip_suffix
+
+if TYPE_CHECKING:
+    from korag.retrieval.encoder import DenseEncoder
+    from korag.synth.generation import GenerationConfig, Generator
+    from korag.text.tokenize import Tokenizer
+
+SOURCES = ("pattern", "embedding", "llm", "manual")
+FORMAT = "korag-synonyms"
+VERSION = 1
+
+# -- entries --------------------------------------------------------------------------------------
+
+
+@dataclass
+class SynonymEntry:
+    """One Korean–English pair and the evidence for it.
+
+    `scores` keys: ``pattern`` (times the pair was seen glossed in brackets), ``cosine``
+    (embedding similarity), ``llm`` (1.0 the model said yes, 0.0 it said no)."""
+
+    korean: str
+    english: str
+    sources: tuple[str, ...] = ()
+    scores: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.korean = " ".join(self.korean.split())
+        self.english = " ".join(self.english.split())
+        unknown = set(self.sources) - set(SOURCES)
+        if unknown:
+            raise ConfigError(f"unknown synonym source(s) {sorted(unknown)}; choose from {', '.join(SOURCES)}")
+        self.sources = tuple(sorted(set(self.sources)))
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """Identity of the pair: English compared case-insensitively (``Python`` = ``python``)."""
+        return self.korean, self.english.casefold()
+
+    @property
+    def rejected(self) -> bool:
+        """Whether an LLM check said the two are not the same term."""
+        return self.scores.get("llm") == 0.0
+
+    @property
+    def weight(self) -> float:
+        """How much to trust the pair, in [0, 1]: 0 when rejected by the LLM; 1 when glossed in
+        the corpus, listed by hand or confirmed by the LLM; otherwise its cosine similarity."""
+        if self.rejected:
+            return 0.0
+        if {"pattern", "manual"} & set(self.sources) or self.scores.get("llm") == 1.0:
+            return 1.0
+        return min(1.0, max(0.0, self.scores.get("cosine", 0.0)))
+
+    def merged(self, other: SynonymEntry) -> SynonymEntry:
+        """Both entries' evidence: pattern counts add up, the larger cosine wins, and the
+        `other` entry's LLM verdict (the newer check) replaces this one's."""
+        scores = dict(self.scores)
+        for name, value in other.scores.items():
+            if name == "pattern":
+                scores[name] = scores.get(name, 0.0) + value
+            elif name == "cosine":
+                scores[name] = max(scores.get(name, -1.0), value)
+            else:
+                scores[name] = value
+        return SynonymEntry(self.korean, self.english, self.sources + other.sources, scores)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {"korean": self.korean, "english": self.english, "sources": list(self.sources), "scores": self.scores}
+
+
+def _entry_from_dict(obj: Any, source: str, index: int) -> SynonymEntry:
+    record = f"entry {index + 1}"
+    if not isinstance(obj, dict):
+        raise DataError(source, f"expected an object, got {type(obj).__name__}", record=record)
+    values: dict[str, Any] = {}
+    for name in ("korean", "english"):
+        value = obj.get(name)
+        if not isinstance(value, str) or not value.strip():
+            raise DataError(source, f"must be a non-empty string, got {value!r}", record=record, field=name)
+        values[name] = value
+    sources = obj.get("sources", [])
+    if not isinstance(sources, list) or not all(isinstance(s, str) and s in SOURCES for s in sources):
+        message = f"must be a list drawn from {', '.join(SOURCES)}; got {sources!r}"
+        raise DataError(source, message, record=record, field="sources")
+    scores = obj.get("scores", {})
+    if not isinstance(scores, dict):
+        raise DataError(source, f"must be an object of numbers, got {scores!r}", record=record, field="scores")
+    for name, value in scores.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            message = f"score {name!r} must be a finite number, got {value!r}"
+            raise DataError(source, message, record=record, field="scores")
+    return SynonymEntry(values["korean"], values["english"], tuple(sources), {k: float(v) for k, v in scores.items()})
+
+
+# -- the dictionary -----------------------------------------------------------------------------
+
+_HANGUL = re.compile(r"[가-힣]")
+_LATIN_NEIGHBOUR = "A-Za-z0-9"
+
+
+class SynonymDict:
+    """Korean–English pairs with lookup both ways; adding a pair that exists merges the evidence."""
+
+    def __init__(self, entries: Iterable[SynonymEntry] = ()) -> None:
+        self._entries: dict[tuple[str, str], SynonymEntry] = {}
+        self._lookup: _Lookup | None = None  # built on first use, dropped on every change
+        for e in entries:
+            self.add(e)
+
+    def add(self, entry: SynonymEntry) -> None:
+        """Add a pair, merging with an existing entry for the same pair."""
+        old = self._entries.get(entry.key)
+        self._entries[entry.key] = old.merged(entry) if old else entry
+        self._lookup = None
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __iter__(self) -> Iterator[SynonymEntry]:
+        return iter(self._entries.values())
+
+    def __contains__(self, pair: object) -> bool:
+        if not (isinstance(pair, tuple) and len(pair) == 2):
+            return False
+        return (pair[0], str(pair[1]).casefold()) in self._entries
+
+    def __repr__(self) -> str:
+        return f"SynonymDict({len(self)} entries)"
+
+    def get(self, korean: str, english: str) -> SynonymEntry | None:
+        """The entry for a pair, if any."""
+        return self._entries.get((korean, english.casefold()))
+
+    def merge(self, other: Iterable[SynonymEntry]) -> SynonymDict:
+        """A new dictionary with the entries of both (`other`'s evidence merged into this one's)."""
+        return SynonymDict([*self, *other])
+
+    def filter(self, *, min_weight: float = 0.0, sources: Iterable[str] | None = None) -> SynonymDict:
+        """Entries with `weight` ≥ `min_weight` (rejected pairs never pass a positive threshold)
+        and, if given, at least one of `sources`."""
+        wanted = set(sources) if sources is not None else None
+        keep = [e for e in self if e.weight >= min_weight and (wanted is None or wanted & set(e.sources))]
+        return SynonymDict(keep)
+
+    def expansions(self, term: str) -> list[tuple[str, float]]:
+        """Synonyms of `term` in the other language with their `weight`, best first: a Korean
+        term gives English ones and vice versa (English matched case-insensitively). Pairs
+        rejected by the LLM are left out."""
+        t = " ".join(term.split())
+        lookup = self._require_lookup()
+        if _HANGUL.search(t):
+            found = [(e.english, e.weight) for e in lookup.by_korean.get(t, [])]
+        else:
+            found = [(e.korean, e.weight) for e in lookup.by_english.get(t.casefold(), [])]
+        return sorted(found, key=lambda p: (-p[1], p[0]))
+
+    def find(self, text: str) -> list[tuple[int, int, str]]:
+        """(start, end, surface form) of dictionary terms occurring in `text`, non-overlapping
+        (the longest at each position). Korean terms match as substrings, since particles attach
+        (``광합성은``); English terms case-insensitively and not inside a longer Latin word
+        (``AI`` does not match in ``said``)."""
+        finder = self._require_lookup().finder
+        if finder is None:
+            return []
+        return [(m.start(), m.end(), m.group(0)) for m in finder.finditer(text)]
+
+    def _require_lookup(self) -> _Lookup:
+        if self._lookup is None:
+            self._lookup = _Lookup.build(self)
+        return self._lookup
+
+    # -- files --------------------------------------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        """Write the dictionary as JSON, atomically."""
+        entries = sorted(self, key=lambda e: (e.korean, e.english.casefold()))
+        atomic.write_json(path, {"format": FORMAT, "version": VERSION, "entries": [e.to_dict() for e in entries]})
+
+    @classmethod
+    def load(cls, path: str | Path) -> SynonymDict:
+        """Read a dictionary written by `save`; a malformed file is a `DataError` naming the
+        entry (1-based) and field."""
+        p = Path(path)
+        try:
+            obj = json.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise DataError(str(p), "no such synonym dictionary") from None
+        except json.JSONDecodeError as exc:
+            raise DataError(str(p), f"not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+            raise DataError(str(p), f"not a korag synonym dictionary (expected an object with format {FORMAT!r})")
+        if obj.get("version") != VERSION:
+            raise DataError(str(p), f"unsupported version {obj.get('version')!r} (this korag reads {VERSION})")
+        entries = obj.get("entries")
+        if not isinstance(entries, list):
+            raise DataError(str(p), "expected a list", field="entries")
+        return cls(_entry_from_dict(e, str(p), i) for i, e in enumerate(entries))
+
+
+@dataclass
+class _Lookup:
+    """Indexes of a `SynonymDict` for lookups and for finding its terms in text (usable pairs only)."""
+
+    by_korean: dict[str, list[SynonymEntry]]
+    by_english: dict[str, list[SynonymEntry]]
+    finder: re.Pattern[str] | None
+
+    @classmethod
+    def build(cls, entries: Iterable[SynonymEntry]) -> _Lookup:
+        by_korean: dict[str, list[SynonymEntry]] = {}
+        by_english: dict[str, list[SynonymEntry]] = {}
+        surfaces: dict[str, str] = {}  # folded English → one spelling
+        for e in entries:
+            if e.weight <= 0:
+                continue
+            by_korean.setdefault(e.korean, []).append(e)
+            by_english.setdefault(e.english.casefold(), []).append(e)
+            surfaces.setdefault(e.english.casefold(), e.english)
+        # longest first: a regex alternation takes the first alternative that matches
+        en = "|".join(re.escape(s) for s in sorted(surfaces.values(), key=lambda s: (-len(s), s)))
+        ko = "|".join(re.escape(s) for s in sorted(by_korean, key=lambda s: (-len(s), s)))
+        parts = []
+        if en:
+            parts.append(rf"(?<![{_LATIN_NEIGHBOUR}])(?:{en})(?![{_LATIN_NEIGHBOUR}])")
+        if ko:
+            parts.append(f"(?:{ko})")
+        finder = re.compile("|".join(parts), re.IGNORECASE) if parts else None
+        return cls(by_korean, by_english, finder)
+
+
+# -- candidates from bracket glosses ------------------------------------------------------------
+
+_BRACKET = re.compile(r"([(（\[])([^()（）\[\]\n]{1,80})([)）\]])")
+_PAIRS = {"(": ")）", "（": ")）", "[": "]"}
+_KOREAN_WORD = re.compile(r"[가-힣]+")
+_ENGLISH_WORD = re.compile(r"[A-Za-z][A-Za-z0-9'’.\-&]*")
+_NUMBER = re.compile(r"\d+")
+_PART_SPLIT = re.compile(r"[,;，、]")
+_KOREAN_TAIL = re.compile(r"[가-힣]+$")
+_ENGLISH_TAIL = re.compile(r"[A-Za-z][A-Za-z0-9'’.\-&]*$")
+# Bracketed words that annotate the term rather than translate it: ``(약칭)``, ``(영어)``, …
+_ANNOTATIONS = frozenset(
+    "약칭 약어 약자 준말 줄임말 영어 영문 영문명 영어명 한자 한국어 국문 원어 원제 원문 본명 가칭 속칭 별칭 통칭 "
+    "구칭 이명 이하 현재 당시 예 예시 생략 번역 직역 의역 주 참고 단수 복수 남성 여성 미상 추정".split()
+)
+# Words that cannot start a multi-word Korean term (bound nouns, determiners, adverbs).
+_KOREAN_STOP = frozenset(
+    """중 등 및 또는 혹은 그 이 저 각 약 총 곧 더 첫 새 한 두 세 네 여러 모든 어떤 이른바 소위 즉
+    흔히 보통 주로 또한 특히 가장 매우 아주 바로 다시 처음 이후 현재 당시 최근 오늘날 이미 이제
+    함께 모두 서로""".split()
+)
+_ENGLISH_STOP = frozenset(
+    "the a an and or of in on at by for to with from as is are was were be this that these those".split()
+)
+_MAX_WORDS = 6
+
+
+def _korean_name(text: str) -> str | None:
+    """`text` if it is a Korean term: Hangul words only, ≥ 2 syllables, not an annotation."""
+    words = text.split()
+    if not words or len(words) > _MAX_WORDS or not all(_KOREAN_WORD.fullmatch(w) for w in words):
+        return None
+    # one syllable matches inside too many words to be a useful query-expansion key
+    if sum(map(len, words)) < 2 or " ".join(words) in _ANNOTATIONS:
+        return None
+    return " ".join(words)
+
+
+def _english_name(text: str) -> str | None:
+    """`text` if it is an English word or phrase: Latin words (numbers allowed after the first),
+    at least two letters, not only function words."""
+    words = text.split()
+    if not words or len(words) > _MAX_WORDS or not _ENGLISH_WORD.fullmatch(words[0]):
+        return None
+    if not all(_ENGLISH_WORD.fullmatch(w) or _NUMBER.fullmatch(w) for w in words[1:]):
+        return None
+    letters = sum(c.isascii() and c.isalpha() for c in text)
+    if letters < 2 or all(w.lower() in _ENGLISH_STOP for w in words):
+        return None
+    return " ".join(words)
+
+
+def _ends_phrase(word: str, strict: bool) -> bool:
+    """Whether a Korean word ends the phrase before a name rather than being part of it: it
+    carries a particle or ending (사건의 지평선, 관한 협의체). With `strict`, also a one-syllable
+    word ending in ㄴ/ㄹ, the shape of a verb's modifier form (본부를 둔 국제올림픽위원회(IOC)),
+    though a few nouns look the same (벨 연구소) — hence only where the term's length is a guess."""
+    if strip_suffix(word) != word:
+        return True
+    return strict and len(word) == 1 and (ord(word) - 0xAC00) % 28 in (4, 8)
+
+
+def _korean_span(glosses: Sequence[str]) -> tuple[int, bool]:
+    """How many Korean words the English glosses may stand for, at most 4, and whether that is a
+    guess: the glosses' word count (기계 학습(machine learning)), or — longer, so a guess — an
+    acronym's letter count (에너지 저장 장치(ESS))."""
+    words = max(len(g.split()) for g in glosses)
+    letters = max((len(g) for g in glosses if g.isupper() and g.isalpha()), default=0)
+    return (min(letters, 4), True) if letters > words else (min(words, 4), False)
+
+
+def _preceding_term(before: str, korean: bool, max_words: int, *, strict: bool = False) -> str | None:
+    """The term that a bracket glosses: the word right before it, extended leftwards to at most
+    `max_words` words of the same script while the words look like parts of a name."""
+    words = before.rstrip(" ").split(" ") if before.strip() else []
+    if not words or len(before) - len(before.rstrip(" ")) > 1:
+        return None
+    tail = (_KOREAN_TAIL if korean else _ENGLISH_TAIL).search(words[-1])
+    if tail is None:
+        return None
+    head = words[-1][: tail.start()]
+    # 11호(Apollo 11), Python과자바(…): the run is glued to other letters or digits, not a whole term
+    if head and (head[-1].isalnum() or head[-1] in "-_"):
+        return None
+    out = [tail.group(0)]
+    if not head:  # a quote or bracket before the word ends the term
+        for w in reversed(words[:-1]):
+            if len(out) >= max_words:
+                break
+            if w in out:  # "블랙홀 블랙홀(black hole)": a title joined to its text
+                break
+            if korean:
+                if not _KOREAN_WORD.fullmatch(w) or w in _KOREAN_STOP or _ends_phrase(w, strict):
+                    break
+            elif not _ENGLISH_WORD.fullmatch(w) or w.lower() in _ENGLISH_STOP:
+                break
+            out.append(w)
+    return " ".join(reversed(out))
+
+
+def _gloss_pairs(text: str) -> Iterator[tuple[str, str]]:
+    """(Korean, English) pairs glossed in brackets in one text."""
+    for m in _BRACKET.finditer(text):
+        opener, inner, closer = m.groups()
+        if closer not in _PAIRS[opener]:
+            continue
+        parts = [p.strip() for p in _PART_SPLIT.split(inner)]
+        inner_ko = [k for k in map(_korean_name, parts) if k]
+        inner_en = [e for e in map(_english_name, parts) if e]
+        before = text[max(0, m.start() - 200) : m.start()]  # a term is never longer than this
+        korean_names, english_names = list(inner_ko), list(inner_en)
+        if inner_en:  # 광합성(photosynthesis): the Korean term stands before the bracket
+            span, guess = _korean_span(inner_en)
+            outer = _preceding_term(before, korean=True, max_words=span, strict=guess)
+            if outer and _korean_name(outer):
+                korean_names.append(outer)
+        if inner_ko:  # DNA(디옥시리보핵산): the English term stands before the bracket
+            span = max(len(k.split()) for k in inner_ko)
+            outer = _preceding_term(before, korean=False, max_words=span)
+            if outer and _english_name(outer):
+                english_names.append(outer)
+        for ko in dict.fromkeys(korean_names):
+            for en in dict.fromkeys(english_names):
+                yield ko, en
+
+
+def pattern_candidates(texts: Iterable[str], *, min_count: int = 1) -> list[SynonymEntry]:
+    """Pairs glossed in brackets — ``한국어(English)``, ``English(한국어)``, ``한국어 [English]``,
+    full-width ``（…）`` too, several glosses split on commas — seen at least `min_count` times.
+
+    Rejected: brackets holding years, numbers, single letters, Hanja, Korean on both sides or
+    annotations such as ``(약칭)``. Particles after the bracket are not part of either term;
+    a multi-word Korean term is kept up to as many words as the English gloss has
+    (``기계 학습(machine learning)``)."""
+    counts: Counter[tuple[str, str]] = Counter()
+    surface: dict[tuple[str, str], str] = {}
+    for text in texts:
+        for ko, en in _gloss_pairs(text):
+            key = (ko, en.casefold())
+            counts[key] += 1
+            surface.setdefault(key, en)
+    return [
+        SynonymEntry(ko, surface[(ko, en)], ("pattern",), {"pattern": float(n)})
+        for (ko, en), n in counts.items()
+        if n >= min_count
+    ]
+
+
+# -- candidates from embeddings -------------------------------------------------------------------
+
+_ENGLISH_TERM = re.compile(r"[A-Za-z][A-Za-z'’\-]*[A-Za-z]")
+_KOREAN_TERM = re.compile(r"[가-힣]{2,}")
+
+
+def corpus_terms(
+    texts: Iterable[str],
+    *,
+    tokenizer: Tokenizer | str | None = None,
+    min_count: int = 1,
+    max_terms: int | None = None,
+) -> tuple[list[str], list[str]]:
+    """(Korean terms, English words) of a corpus, most frequent first.
+
+    Korean terms are Hangul words with their particle stripped (`strip_suffix`), or — with a
+    `tokenizer` such as ``make_tokenizer("kiwi", include_pos=["NN"])`` — its all-Hangul tokens;
+    both keep ≥ 2 syllables. English terms are Latin words of ≥ 2 letters, as written."""
+    korean: Counter[str] = Counter()
+    english: Counter[str] = Counter()
+    text_list = list(texts)
+    if tokenizer is not None:
+        from korag.text.tokenize import make_tokenizer
+
+        for tokens in make_tokenizer(tokenizer).tokenize_batch(text_list):
+            korean.update(t for t in tokens if len(t) >= 2 and _KOREAN_WORD.fullmatch(t))
+    else:
+        for text in text_list:
+            # stripped down to one syllable, then dropped: 웹은 → 웹 is too short to be a term
+            stems = (strip_suffix(w) for w in _KOREAN_TERM.findall(text))
+            korean.update(s for s in stems if len(s) >= 2)
+    for text in text_list:
+        english.update(_ENGLISH_TERM.findall(text))
+
+    def top(c: Counter[str]) -> list[str]:
+        kept = [t for t, n in c.most_common() if n >= min_count]
+        return kept[:max_terms] if max_terms is not None else kept
+
+    return top(korean), top(english)
+
+
+def embedding_candidates(
+    korean_terms: Sequence[str],
+    english_terms: Sequence[str],
+    encoder: DenseEncoder | str | Path,
+    *,
+    threshold: float = 0.9,
+    mutual: bool = True,
+) -> list[SynonymEntry]:
+    """Pairs whose embeddings are each other's nearest neighbour across the two term lists
+    (or, without `mutual`, every Korean term's nearest English term), with cosine ≥ `threshold`.
+
+    Terms are encoded as queries (with the encoder's query prefix: E5 is trained on short
+    queries, and a bare term is closer to one than to a passage). The default threshold suits
+    E5, whose cosines crowd into 0.8–0.95 even for unrelated terms; other models need their own.
+    Single terms are a hard case for sentence encoders — multilingual-e5-small does not rank
+    광합성 among the five nearest Korean terms of "photosynthesis" on the sample corpus — so
+    treat these candidates as proposals for `verify_with_llm` or review, not as a dictionary."""
+    from korag.retrieval.encoder import DenseEncoder
+
+    ko = list(dict.fromkeys(t for t in korean_terms if t.strip()))
+    en = list(dict.fromkeys(t for t in english_terms if t.strip()))
+    if not ko or not en:
+        return []
+    enc = encoder if isinstance(encoder, DenseEncoder) else DenseEncoder(encoder)
+    sim = enc.encode_queries(ko) @ enc.encode_queries(en).T
+    best_en = sim.argmax(axis=1)
+    best_ko = sim.argmax(axis=0)
+    out = []
+    for i, j in enumerate(best_en.tolist()):
+        cos = float(sim[i, j])
+        if cos < threshold or (mutual and best_ko[j] != i):
+            continue
+        # clipped: bf16 rounding can push a normalised dot product a hair past ±1
+        out.append(SynonymEntry(ko[i], en[j], ("embedding",), {"cosine": max(-1.0, min(1.0, cos))}))
+    return out
+
+
+# -- LLM verification -----------------------------------------------------------------------------
+
+_FEW_SHOT = (
+    ("광합성", "photosynthesis", True),
+    ("중력", "electricity", False),
+    ("반도체", "semiconductor", True),
+    ("백신", "insulin", False),
+    ("인공지능", "artificial intelligence", True),
+    ("대통령", "parliament", False),
+)
+_INSTRUCTION = "다음은 한국어 용어와 영어 용어가 같은 뜻인지 묻는 질문이다. 같으면 예, 다르면 아니오로 답한다.\n\n"
+_YES = frozenset({"예", "네", "yes", "y", "true", "맞음", "맞다", "맞습니다", "그렇다"})
+_NO = frozenset({"아니오", "아니요", "아니", "no", "n", "false", "아님", "아니다", "아닙니다", "틀림"})
+
+
+def _question(korean: str, english: str) -> str:
+    return f"질문: '{korean}'의 영어 표현은 '{english}'입니까? 예/아니오\n답:"
+
+
+def verification_prompt(korean: str, english: str) -> str:
+    """A completion prompt (for base models) whose natural continuation is ``예`` or ``아니오``."""
+    shots = "".join(f"{_question(k, e)} {'예' if ok else '아니오'}\n\n" for k, e, ok in _FEW_SHOT)
+    return _INSTRUCTION + shots + _question(korean, english)
+
+
+def parse_verdict(text: str) -> bool | None:
+    """``True`` for yes (예, 네, yes, …), ``False`` for no (아니오, 아니요, no, …), ``None`` when the
+    answer is neither. Only the first line's first word counts: a base model often keeps
+    writing further questions after its answer."""
+    lines = text.strip().splitlines()
+    if not lines:
+        return None
+    words = lines[0].strip().split()
+    if not words:
+        return None
+    first = words[0].strip(".,!?。:;'\"“”()").casefold()
+    if first in _YES:
+        return True
+    if first in _NO or first.startswith("아니"):
+        return False
+    if first.startswith(("예", "네")):  # 예입니다, 네요
+        return True
+    return None
+
+
+def verify_with_llm(
+    entries: Iterable[SynonymEntry],
+    generator: Generator,
+    *,
+    config: GenerationConfig | None = None,
+    keep_rejected: bool = False,
+) -> list[SynonymEntry]:
+    """Ask `generator` about every pair; confirmed pairs gain the ``llm`` source and score 1.0.
+
+    Rejected pairs are dropped, or with `keep_rejected` kept with ``llm`` = 0.0 (their `weight`
+    is then 0, so lookups and query expansion skip them, but the verdict is remembered).
+    Pairs whose answer cannot be parsed are returned unchanged — without the ``llm`` source —
+    so they can be counted and retried."""
+    from korag.synth.generation import GenerationConfig
+
+    items = list(entries)
+    if not items:
+        return []
+    cfg = config or GenerationConfig(max_tokens=4, temperature=0.0, stop=("\n",))
+    answers = generator.generate([verification_prompt(e.korean, e.english) for e in items], cfg)
+    if len(answers) != len(items):
+        raise ConfigError(f"the generator returned {len(answers)} answers for {len(items)} prompts")
+    out = []
+    for entry, answer in zip(items, answers, strict=True):
+        verdict = parse_verdict(answer)
+        if verdict is None:
+            out.append(entry)
+            continue
+        checked = entry.merged(SynonymEntry(entry.korean, entry.english, ("llm",), {"llm": 1.0 if verdict else 0.0}))
+        if verdict or keep_rejected:
+            out.append(checked)
+    return out
