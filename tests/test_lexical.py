@@ -57,7 +57,7 @@ def test_term_idf_is_bm25_idf_and_round_trips(tmp_path):
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ("{not json", r"idf\.json: not valid JSON"),
+        ("{not json", r"idf\.json: line 1: malformed JSON"),
         ('["서울", 1.0]', r"idf\.json: expected an object mapping terms to weights, got list"),
         ('{"서울": 1.0, "부산": "high"}', r"idf\.json: term '부산': weight must be a finite number, got 'high'"),
         ('{"서울": true}', r"term '서울': weight must be a finite number, got True"),
@@ -305,12 +305,12 @@ def test_malformed_dictionary_files_name_entry_and_field(tmp_path, entries, mess
 def test_files_that_are_not_dictionaries_are_refused(tmp_path):
     path = tmp_path / "synonyms.json"
     path.write_text("{", encoding="utf-8")
-    with pytest.raises(DataError, match="not valid JSON"):
+    with pytest.raises(DataError, match="malformed JSON"):
         SynonymDict.load(path)
     path.write_text('{"광합성": "photosynthesis"}', encoding="utf-8")
     with pytest.raises(DataError, match="not a korag synonym dictionary"):
         SynonymDict.load(path)
-    with pytest.raises(DataError, match="no such synonym dictionary"):
+    with pytest.raises(DataError, match="file not found"):
         SynonymDict.load(tmp_path / "missing.json")
 
 

@@ -414,8 +414,23 @@ def test_cli_synth_queries_writes_queries_and_triplets(tmp_path, tiny_lm):
 
     out, pairs, progress = tmp_path / "q.jsonl", tmp_path / "pairs.jsonl", tmp_path / "raw.jsonl"
     r = run_cli(
-        "synth", "queries", "builtin:sample", "-o", str(out), "--pairs", str(pairs), "--negatives", "1",
-        "--llm", str(tiny_lm), "--styles", "keyword", "--max-tokens", "3", "--progress", str(progress),
+        "synth",
+        "queries",
+        "builtin:sample",
+        "-o",
+        str(out),
+        "--pairs",
+        str(pairs),
+        "--negatives",
+        "1",
+        "--llm",
+        str(tiny_lm),
+        "--styles",
+        "keyword",
+        "--max-tokens",
+        "3",
+        "--progress",
+        str(progress),
     )
     assert r.returncode == 0, r.stderr
     assert "after roundtrip" in r.stdout and "llm-keyword" in r.stdout

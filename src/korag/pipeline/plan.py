@@ -104,7 +104,13 @@ def plan_recipe(recipe: Recipe, command: str | None = None) -> list[Task]:
             report_inputs[f"retrieve:{name}"] = f"retrieve/{name}"
             report_inputs[f"eval:{name}"] = f"evaluate/{name}"
         settings[name] = {"tokenizer": tok_config["name"], "k1": run.k1, "b": run.b, "method": run.method}
-    report_params = {
+    tasks.append(Task("report", stages.REPORT, report_params(recipe, settings, command), report_inputs))
+    return tasks
+
+
+def report_params(recipe: Any, settings: dict[str, dict[str, Any]], command: str | None) -> dict[str, Any]:
+    """The report task's parameters, shared by every flow: title, metrics, plots, runs, command."""
+    return {
         "title": recipe.report.title,
         "metrics": recipe.eval.metrics,
         "plot": recipe.report.plot_metrics,
@@ -112,5 +118,3 @@ def plan_recipe(recipe: Recipe, command: str | None = None) -> list[Task]:
         "runs": settings,
         "command": command or f"korag run {shlex.quote(recipe.name)}",
     }
-    tasks.append(Task("report", stages.REPORT, report_params, report_inputs))
-    return tasks

@@ -23,6 +23,14 @@ from korag.eval.ir import DEFAULT_METRICS, parse_metric
 from korag.retrieval.bm25 import METHODS
 
 
+def check_task_names(named: dict[str, Any]) -> dict[str, Any]:
+    """Names that become parts of task ids: non-empty, no '/' or ':', not hidden."""
+    for name in named:
+        if not name or "/" in name or ":" in name or name.startswith("."):
+            raise ValueError(f"run name {name!r} must be non-empty and contain no '/' or ':'")
+    return named
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -107,10 +115,7 @@ class Recipe(_Strict):
     @field_validator("runs")
     @classmethod
     def _run_names(cls, v: dict[str, BM25Run]) -> dict[str, BM25Run]:
-        for name in v:
-            if not name or "/" in name or ":" in name or name.startswith("."):
-                raise ValueError(f"run name {name!r} must be non-empty and contain no '/' or ':'")
-        return v
+        return check_task_names(v)
 
 
 def builtin_recipes() -> dict[str, Path]:

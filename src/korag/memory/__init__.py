@@ -1,0 +1,1 @@
+"""Knowledge in model memory: compression RAG (CLaRa) and parametric QA."""

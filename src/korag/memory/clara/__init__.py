@@ -1,0 +1,1 @@
+"""CLaRa-style compression RAG: memory-token compressor, generator and query reasoner in one LM."""
