@@ -4,7 +4,9 @@ the compressed documents."""
 
 from __future__ import annotations
 
+import json
 import random
+from pathlib import Path
 
 import pytest
 import torch
@@ -140,3 +142,82 @@ def test_stage2_overfits_and_reads_the_compressed_documents(lm_dir, facts):
     shifted = m.answer(questions, memory.roll(1, 0), 1, max_new_tokens=4)
     follows = sum(p == capitals[i - 1] for i, p in enumerate(shifted)) / len(capitals)
     assert follows >= 0.5 and em(shifted) <= 0.5
+
+
+# -- data -------------------------------------------------------------------------------------
+CLARA_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "clara" / "pretrain_data.jsonl"
+
+
+def test_reads_the_real_stage1_file():
+    from korag.memory.clara.data import read_clara_jsonl
+
+    if not CLARA_DATA.is_file():
+        pytest.skip(f"{CLARA_DATA} is not here")
+    records = read_clara_jsonl(CLARA_DATA, 1)
+    assert len(records) == 1000
+    assert all(len(r.questions) == len(r.answers) >= 1 and len(r.docs) == 1 for r in records)
+
+
+@pytest.mark.parametrize(
+    ("record", "stage", "expected"),
+    [
+        ({"question": "q", "docs": ["d"], "answer": "a"}, 2, ("a",)),
+        ({"question": "q", "context": ["d"], "answers": ["a", "b"]}, 2, ("a",)),
+        ({"question": "q", "content": ["d"], "golden_answers": ["g", "h"]}, 2, ("g",)),
+        ({"question": "q", "docs": ["d"], "gold_answer": "x", "answer": "a"}, 2, ("a",)),
+        ({"question": "q", "docs": ["d", "e"], "gold_answer": "x", "pos_index": [1]}, 3, ("x",)),
+        ({"data_type": "paraphrase", "docs": ["d"], "answer": "p"}, 1, ("p",)),
+    ],
+)
+def test_every_answer_and_document_alias(tmp_path, record, stage, expected):
+    from korag.memory.clara.data import read_clara_jsonl, write_clara_jsonl
+
+    path = tmp_path / "d.jsonl"
+    path.write_text(json.dumps(record) + "\n", encoding="utf-8")
+    (ex,) = read_clara_jsonl(path, stage)
+    assert ex.answers == expected
+    write_clara_jsonl([ex], tmp_path / "again.jsonl", stage)
+    assert read_clara_jsonl(tmp_path / "again.jsonl", stage) == [ex]
+
+
+@pytest.mark.parametrize(
+    ("record", "stage", "message"),
+    [
+        ({"question": "q", "documents": ["d"], "answer": "a"}, 2, "line 1: no documents"),
+        ({"question": "q", "docs": "d", "answer": "a"}, 2, "field 'docs': expected a list of strings"),
+        ({"question": "q", "docs": ["d"]}, 2, "line 1: no answer"),
+        ({"question": ["a", "b"], "docs": ["d"], "answers": ["x"]}, 1, "2 question"),
+        ({"question": "q", "docs": ["d"], "answer": "a"}, 3, "field 'pos_index': stage 3 needs"),
+        ({"question": "q", "docs": ["d"], "answer": "a", "pos_index": [3]}, 3, "index 3 is outside"),
+        ({"data_type": "summary", "docs": ["d"], "answer": "a"}, 1, "field 'data_type'"),
+    ],
+)
+def test_bad_records_name_line_and_field(tmp_path, record, stage, message):
+    from korag.errors import DataError
+    from korag.memory.clara.data import read_clara_jsonl
+
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps(record) + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match=message):
+        read_clara_jsonl(path, stage)
+
+
+def test_stage_data_from_a_qa_set():
+    from korag.data.sample import load_sample
+    from korag.memory.clara.data import retrieval_examples, stage1_from_qa
+    from korag.retrieval.bm25 import BM25Retriever
+
+    qa = load_sample()
+    s1 = stage1_from_qa(qa)
+    assert len(s1) == len({e.doc_ids[0] for e in qa.examples})
+    assert sum(len(r.questions) for r in s1) == len(qa.examples)
+    bm25 = BM25Retriever("whitespace")  # a weak retriever, so some gold passages are missed
+    bm25.index(qa.corpus)
+    normal = retrieval_examples(qa, bm25, k=2)
+    oracle = retrieval_examples(qa, bm25, k=2, oracle=True)
+    assert all(len(r.docs) == 2 for r in normal + oracle)
+    missed = sum(not r.positives for r in normal)
+    assert missed > 0 and all(r.positives for r in oracle)
+    contents = dict(zip(qa.corpus.ids, qa.corpus.contents(), strict=True))
+    for e, r in zip(qa.examples, oracle, strict=True):
+        assert all(r.docs[i] == contents[e.doc_ids[0]] for i in r.positives)
