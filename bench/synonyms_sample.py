@@ -9,6 +9,11 @@ defaults) with and without query expansion and reports MRR@10 and Recall@5 for e
 question: ``factoid``, ``english-term`` (an English term for a concept the passage names in
 Korean) and ``korean-term`` (the reverse).
 
+With ``--llm MODEL`` (e.g. ``gemma3-270m``) it also measures LLM verification: the model answers
+the yes/no prompt for every bracket-gloss pair (true pairs) and for the same pairs with their
+English sides rotated (false pairs); reported are how many answers parse, accuracy, and the
+precision/recall of "yes".
+
 One extra dictionary is clearly not corpus-only: "patterns + embedding (query terms)" pairs the corpus'
 Korean terms with English words taken from the *questions*, the way a synonym miner would use a
 query log. It shows what embedding mining could add when the English vocabulary is known; it
@@ -75,10 +80,58 @@ def build_dictionaries(qa, model: Path, console: Console) -> dict[str, SynonymDi
     return dicts
 
 
+def measure_verification(patterns: SynonymDict, llm: str, console: Console) -> dict:
+    """Yes/no answers of `llm` on true pairs and on the same pairs with rotated English sides."""
+    from korag.synth.generation import GenerationConfig
+    from korag.synth.llm import make_generator
+    from korag.text.synonyms import SynonymEntry, parse_verdict, verification_prompt
+
+    true = [e for e in patterns if e.english.isascii()]
+    # rotate until no Korean term keeps one of its own English glosses
+    shift = next(
+        s
+        for s in range(1, len(true))
+        if all((true[i].korean, true[(i + s) % len(true)].english) not in patterns for i in range(len(true)))
+    )
+    false = [SynonymEntry(e.korean, true[(i + shift) % len(true)].english) for i, e in enumerate(true)]
+    gen = make_generator(llm)
+    cfg = GenerationConfig(max_tokens=4, temperature=0.0, stop=("\n",))
+    t0 = time.perf_counter()
+    answers = gen.generate([verification_prompt(e.korean, e.english) for e in true + false], cfg)
+    seconds = time.perf_counter() - t0
+    verdicts = [parse_verdict(a) for a in answers]
+    labels = [True] * len(true) + [False] * len(false)
+    parsed = [(v, y) for v, y in zip(verdicts, labels, strict=True) if v is not None]
+    tp = sum(v and y for v, y in parsed)
+    said_yes = sum(v for v, _ in parsed)
+    result = {
+        "model": llm,
+        "pairs": len(labels),
+        "parsed": len(parsed),
+        "accuracy": sum(v == y for v, y in parsed) / len(parsed) if parsed else 0.0,
+        "yes_precision": tp / said_yes if said_yes else 0.0,
+        "yes_recall": tp / len(true),
+        "yes_share": said_yes / len(parsed) if parsed else 0.0,
+        "seconds": seconds,
+    }
+    table = Table(title=f"LLM verification ({llm}) on {len(true)} true and {len(false)} rotated pairs")
+    for k in ("parsed", "accuracy", "yes_precision", "yes_recall", "yes_share", "seconds"):
+        table.add_column(k, justify="right")
+    table.add_row(
+        *(
+            f"{result[k]:.3f}" if isinstance(result[k], float) else str(result[k])
+            for k in ("parsed", "accuracy", "yes_precision", "yes_recall", "yes_share", "seconds")
+        )
+    )
+    console.print(table)
+    return result
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, default=ROOT / "bench" / "work" / "e5-small")
     ap.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "synonyms_sample.json")
+    ap.add_argument("--llm", default=None, help="also measure yes/no verification with this LLM")
     args = ap.parse_args()
     console = Console(width=200)
 
@@ -113,7 +166,9 @@ def main() -> None:
         )
     console.print(table)
 
+    verification = measure_verification(dicts["patterns"], args.llm, console) if args.llm else None
     payload = {
+        "verification": verification,
         "dataset": "korag-sample",
         "retriever": {"type": "bm25", "tokenizer": "bigram-stem", **retriever.params()},
         "embedding_model": str(args.model) if "embedding" in dicts else None,

@@ -221,3 +221,63 @@ def test_stage_data_from_a_qa_set():
     contents = dict(zip(qa.corpus.ids, qa.corpus.contents(), strict=True))
     for e, r in zip(qa.examples, oracle, strict=True):
         assert all(r.docs[i] == contents[e.doc_ids[0]] for i in r.positives)
+
+
+# -- training and persistence -----------------------------------------------------------------
+def test_three_stages_train_save_load_and_resume(lm_dir, facts, tmp_path, monkeypatch):
+    from korag.errors import ConfigError
+    from korag.memory.clara import train as train_mod
+    from korag.memory.clara.data import ClaraExample
+    from korag.memory.clara.store import load_clara
+    from korag.memory.clara.train import ClaraTrainConfig, train_clara
+
+    docs, questions, capitals = facts
+    cc = ClaraConfig(doc_max_length=16, compression_rate=4, top_k=1, lora_r=8, lora_dropout=0.0)
+    s1 = [ClaraExample((q,), (a,), (d,)) for q, a, d in zip(questions, capitals, docs, strict=True)]
+    cfg1 = ClaraTrainConfig(
+        base=str(lm_dir), stage=1, clara=cc, max_steps=6, batch_size=4, save_steps=2, learning_rate=1e-3
+    )
+
+    # an interrupted run leaves checkpoints; the next run continues from the latest one
+    calls = {"n": 0}
+    real = train_mod._step_loss
+
+    def failing(*args):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(train_mod, "_step_loss", failing)
+    with pytest.raises(KeyboardInterrupt):
+        train_clara(s1, cfg1, tmp_path / "s1", show_progress=False)
+    assert (tmp_path / "s1" / "checkpoints" / "step-4").is_dir()
+    monkeypatch.setattr(train_mod, "_step_loss", real)
+    with pytest.raises(ConfigError, match="different settings"):
+        train_clara(s1, cfg1.model_copy(update={"batch_size": 2}), tmp_path / "s1", show_progress=False)
+    r1 = train_clara(s1, cfg1, tmp_path / "s1", show_progress=False)
+    assert r1["steps"] == 6 and len(r1["history"]) == 2  # only steps 5 and 6 ran again
+
+    s3 = [
+        ClaraExample((q,), (a,), tuple(docs[:4]), "qa", (i,))
+        for i, (q, a) in enumerate(zip(questions[:4], capitals[:4], strict=True))
+    ]
+    cfg3 = ClaraTrainConfig(
+        base=str(lm_dir), stage=3, init_from=str(tmp_path / "s1" / "model"), clara=cc, max_steps=2, batch_size=2
+    )
+    r3 = train_clara(s3, cfg3, tmp_path / "s3", show_progress=False)
+    assert "recall@1" in r3["history"][-1]
+    with pytest.raises(ConfigError, match="pos_index"):
+        train_clara([ClaraExample(("q",), ("a",), ("d",))], cfg3, tmp_path / "bad", show_progress=False)
+
+    # what was saved is what was trained: the same answers after loading
+    model, info = load_clara(tmp_path / "s1" / "model")
+    again, _ = load_clara(tmp_path / "s1" / "model")
+    assert info["stage"] == 1
+    with torch.no_grad():
+        mem, _ = model.compress(docs[:3])
+        mem2, _ = again.compress(docs[:3])
+    assert torch.allclose(mem, mem2)
+    assert model.answer(questions[:3], mem, 1, max_new_tokens=3) == again.answer(
+        questions[:3], mem2, 1, max_new_tokens=3
+    )

@@ -85,6 +85,7 @@ class ClaraModel(torch.nn.Module):
         self.lm = lm
         self.mem_ids = torch.tensor(tokenizer.convert_tokens_to_ids(self.mem_tokens), dtype=torch.long)
         self.enc_id = tokenizer.convert_tokens_to_ids(ENC)
+        self.added_ids = torch.tensor(tokenizer.convert_tokens_to_ids([*self.mem_tokens, ENC, SEP]), dtype=torch.long)
         for name in adapters:
             with warnings.catch_warnings():  # several adapters on one model is the point here
                 warnings.filterwarnings("ignore", message="Already found a `peft_config`")

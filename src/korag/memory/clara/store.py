@@ -1,0 +1,85 @@
+"""Saving and loading a CLaRa model: the base LM stays where it is; korag writes only what
+training changed — the LoRA adapters and the memory tokens' embedding rows — plus the config
+and the tokenizer with its added tokens (a 7B base is not copied for megabytes of adapters)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from korag import atomic
+from korag.errors import ModelError
+from korag.memory.clara.model import ADAPTERS, ClaraConfig, ClaraModel
+
+STATE = "clara_state.pt"
+INFO = "clara.json"
+
+
+def trained_state(model: ClaraModel) -> dict[str, torch.Tensor]:
+    """Every LoRA weight and the added tokens' rows of the input and output embeddings (the
+    memory rows are trained; ``<ENC>``/``<SEP>`` and the output rows are random at resize time
+    and must come back identical)."""
+    state = {n: p.detach().cpu().clone() for n, p in model.lm.named_parameters() if "lora_" in n}
+    ids = model.added_ids
+    state["added_rows"] = model.lm.get_input_embeddings().weight.detach()[ids].cpu().clone()
+    out = model.lm.get_output_embeddings()
+    if out is not None and out.weight is not model.lm.get_input_embeddings().weight:
+        state["added_output_rows"] = out.weight.detach()[ids].cpu().clone()
+    return state
+
+
+def load_trained_state(model: ClaraModel, state: dict[str, torch.Tensor]) -> None:
+    """Put `trained_state` back into a freshly built model of the same config."""
+    rows = {k: state[k] for k in ("added_rows", "added_output_rows") if k in state}
+    params = dict(model.lm.named_parameters())
+    weights = {n: t for n, t in state.items() if n not in rows}
+    missing = [n for n in weights if n not in params]
+    if missing:
+        raise ModelError(f"the saved state has {len(missing)} weight(s) this model lacks, e.g. {missing[0]}")
+    with torch.no_grad():
+        for n, t in weights.items():
+            params[n].copy_(t.to(params[n].device, params[n].dtype))
+        targets = {"added_rows": model.lm.get_input_embeddings().weight}
+        if "added_output_rows" in rows:
+            targets["added_output_rows"] = model.lm.get_output_embeddings().weight
+        for key, w in targets.items():
+            w[model.added_ids.to(w.device)] = rows[key].to(w.device, w.dtype)
+
+
+def save_clara(model: ClaraModel, directory: str | Path, *, base: str, extra: dict[str, Any] | None = None) -> Path:
+    """Write a CLaRa directory atomically: ``clara.json``, ``clara_state.pt``, ``tokenizer/``."""
+    with atomic.atomic_directory(directory, overwrite=True) as tmp:
+        torch.save(trained_state(model), tmp / STATE)
+        model.tokenizer.save_pretrained(tmp / "tokenizer")
+        info = {"base": base, "config": model.config.model_dump(), "adapters": list(model.adapters), **(extra or {})}
+        atomic.write_json(tmp / INFO, info)
+    return Path(directory)
+
+
+def build_clara(base: str, config: ClaraConfig, *, adapters=ADAPTERS, device: str = "cpu") -> ClaraModel:
+    """A fresh CLaRa model over the base LM at `base` (a directory; GGUF files are converted once)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(base)
+    if path.suffix == ".gguf" or base == "gemma3-270m":
+        from korag.synth.llm import convert_gguf, gemma_gguf
+
+        path = convert_gguf(gemma_gguf() if base == "gemma3-270m" else path)
+    if not (path / "config.json").is_file():
+        raise ModelError(f"{base}: not a causal LM directory (no config.json)")
+    lm = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32).to(device)
+    return ClaraModel(lm, AutoTokenizer.from_pretrained(str(path)), config, adapters=adapters)
+
+
+def load_clara(directory: str | Path, *, device: str = "cpu") -> tuple[ClaraModel, dict[str, Any]]:
+    """A model saved by `save_clara` (its base LM must still be where it was)."""
+    d = Path(directory)
+    if not (d / INFO).is_file():
+        raise ModelError(f"{d}: not a korag CLaRa directory (no {INFO})")
+    info = json.loads((d / INFO).read_text(encoding="utf-8"))
+    model = build_clara(info["base"], ClaraConfig(**info["config"]), adapters=info["adapters"], device=device)
+    load_trained_state(model, torch.load(d / STATE, map_location="cpu"))
+    return model, info
