@@ -281,3 +281,36 @@ def test_three_stages_train_save_load_and_resume(lm_dir, facts, tmp_path, monkey
     assert model.answer(questions[:3], mem, 1, max_new_tokens=3) == again.answer(
         questions[:3], mem2, 1, max_new_tokens=3
     )
+
+
+def test_cli_trains_a_stage_from_ml_clara_jsonl(lm_dir, facts, tmp_path):
+    from conftest import run_cli
+
+    docs, questions, capitals = facts
+    data = tmp_path / "s1.jsonl"
+    data.write_text(
+        "\n".join(
+            json.dumps({"question": [q], "answers": [a], "docs": [d]}, ensure_ascii=False)
+            for q, a, d in zip(questions, capitals, docs, strict=True)
+        ),
+        encoding="utf-8",
+    )
+    args = ["train", "clara", str(data), "--stage", "1", "--base", str(lm_dir), "-o", str(tmp_path / "run")]
+    small = [
+        "--doc-max-length",
+        "16",
+        "--compression-rate",
+        "4",
+        "--lora-r",
+        "4",
+        "--max-steps",
+        "2",
+        "--device",
+        "cpu",
+    ]
+    r = run_cli(*args, *small)
+    assert r.returncode == 0, r.stderr
+    assert "stage 1: 2 steps on 8 records" in r.stdout
+    assert (tmp_path / "run" / "model" / "clara.json").is_file() and any((tmp_path / "run" / "tensorboard").iterdir())
+    bad = run_cli(*args, "--doc-max-length", "10", "--compression-rate", "4")
+    assert bad.returncode == 2 and "multiple of compression_rate" in bad.stderr

@@ -1,0 +1,70 @@
+"""`korag train clara`: the three CLaRa training stages from the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from korag.errors import ConfigError
+
+out = Console()
+
+
+def train_clara_cmd(
+    data: Annotated[Path, typer.Argument(help="ml-clara JSONL for the stage (see korag.memory.clara.data)")],
+    stage: Annotated[int, typer.Option(help="1 compression pre-training, 2 instruction tuning, 3 end to end")],
+    base: Annotated[str, typer.Option(help="base causal LM: directory, .gguf file or gemma3-270m")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="output directory (model/ inside is the result)")],
+    init_from: Annotated[Path | None, typer.Option(help="the previous stage's CLaRa model directory")] = None,
+    doc_max_length: Annotated[int, typer.Option(help="document tokens compressed")] = 256,
+    compression_rate: Annotated[int, typer.Option(help="tokens per memory token")] = 32,
+    top_k: Annotated[int, typer.Option(help="documents per question (stage 3: chosen among the candidates)")] = 5,
+    lora_r: Annotated[int, typer.Option(help="LoRA rank of every adapter")] = 16,
+    mse_weight: Annotated[float, typer.Option(help="λ of the memory/document MSE")] = 0.1,
+    learning_rate: Annotated[float | None, typer.Option(help="default 1e-4 (stages 1, 2) / 5e-6 (stage 3)")] = None,
+    epochs: Annotated[float, typer.Option(help="passes over the data")] = 1.0,
+    max_steps: Annotated[int, typer.Option(help="stop after this many steps (overrides epochs)")] = -1,
+    batch_size: Annotated[int, typer.Option(help="records per step")] = 4,
+    save_steps: Annotated[int, typer.Option(help="checkpoint every N steps")] = 100,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | mps")] = "auto",
+    seed: Annotated[int, typer.Option(help="random seed")] = 42,
+    resume: Annotated[bool, typer.Option(help="continue from the last checkpoint in OUTPUT")] = True,
+) -> None:
+    """Train one CLaRa stage (resumable, TensorBoard logs under OUTPUT/tensorboard)."""
+    from korag.cli import _validated
+    from korag.memory.clara.data import read_clara_jsonl
+    from korag.memory.clara.train import ClaraTrainConfig, train_clara
+
+    if stage not in (1, 2, 3):
+        raise ConfigError("--stage must be 1, 2 or 3")
+    config = _validated(
+        ClaraTrainConfig,
+        base=base,
+        stage=stage,
+        init_from=str(init_from) if init_from else None,
+        clara={
+            "doc_max_length": doc_max_length,
+            "compression_rate": compression_rate,
+            "top_k": top_k,
+            "lora_r": lora_r,
+            "lora_alpha": 2 * lora_r,
+            "mse_weight": mse_weight,
+        },
+        learning_rate=learning_rate,
+        epochs=epochs,
+        max_steps=max_steps,
+        batch_size=batch_size,
+        save_steps=save_steps,
+        device=device,
+        seed=seed,
+    )
+    examples = read_clara_jsonl(data, stage)  # type: ignore[arg-type]
+    result = train_clara(examples, config, output, resume=resume)
+    out.print(
+        f"stage {stage}: {result['steps']} steps on {result['examples']} records in {result['seconds']:.0f} s "
+        f"({result['device']}); loss {result['first_loss']:.3f} → {result['last_loss']:.3f}; "
+        f"model in {output / 'model'}"
+    )
