@@ -68,3 +68,51 @@ def train_clara_cmd(
         f"({result['device']}); loss {result['first_loss']:.3f} → {result['last_loss']:.3f}; "
         f"model in {output / 'model'}"
     )
+
+
+def eval_qa_cmd(
+    data: Annotated[Path, typer.Argument(help="stage-2/3 ml-clara JSONL: question, docs, answer(s), pos_index")],
+    model: Annotated[Path, typer.Option(help="CLaRa model directory (the model/ of a training run)")],
+    k: Annotated[int | None, typer.Option(help="documents per question (default: the model's top_k)")] = None,
+    baselines: Annotated[str, typer.Option(help="comma-separated: closed-book, full-text ('' for none)")] = (
+        "closed-book,full-text"
+    ),
+    limit: Annotated[int | None, typer.Option(help="evaluate the first N records")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="keep compressed documents here between runs")] = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | mps")] = "auto",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="write rows (with predictions) as JSON")] = None,
+) -> None:
+    """EM/F1/cover-EM, retrieval recall, compression and latency of CLaRa against its baselines."""
+    from rich.table import Table
+
+    from korag import atomic
+    from korag.memory.clara.data import read_clara_jsonl
+    from korag.memory.clara.inference import ClaraReader, evaluate_clara
+    from korag.memory.clara.store import load_clara
+    from korag.memory.clara.train import resolve_device
+    from korag.pipeline.fingerprint import fingerprint
+
+    examples = read_clara_jsonl(data, 2)[:limit] if limit else read_clara_jsonl(data, 2)
+    clara, _ = load_clara(model, device=resolve_device(device))
+    reader = ClaraReader(clara, identity=fingerprint(model / "clara_state.pt"), cache_dir=cache_dir)
+    rows = evaluate_clara(reader, examples, k=k, baselines=[b.strip() for b in baselines.split(",") if b.strip()])
+    cols = ["em_squad", "f1_squad", "em_korquad", "f1_korquad", "cover_em_korquad", "recall@1", "recall@5"]
+    table = Table(title=f"{model} on {data} ({len(examples)} questions)")
+    table.add_column("run")
+    for c in [*cols, "compress s", "retrieve s", "generate s"]:
+        table.add_column(c, justify="right")
+    for name, r in rows.items():
+        cells = [f"{r[c]:.2f}" if c in r and "recall" not in c else (f"{r[c]:.3f}" if c in r else "–") for c in cols]
+        table.add_row(
+            name, *cells, *(f"{r[t]:.2f}" for t in ("compress_seconds", "retrieve_seconds", "generate_seconds"))
+        )
+    out.print(table)
+    first = next(iter(rows.values()))
+    out.print(
+        f"compression: nominal ×{first['compression_nominal']}, measured ×{first['compression_measured']:.1f}; "
+        f"prompt tokens {first['prompt_tokens_clara']:.0f} vs {first['prompt_tokens_full_text']:.0f} as text "
+        f"({100 * first['prompt_tokens_saved']:.0f}% saved)"
+    )
+    if output:
+        atomic.write_json(output, rows)
+        out.print(f"wrote {output}")

@@ -1,0 +1,200 @@
+"""Answering with a trained CLaRa model, its baselines, and the QA evaluation that compares them.
+
+`ClaraReader` caches compressed documents (in memory, and on disk when given a directory: a
+document is compressed once per model, whatever the questions), answers from given documents,
+or chooses them itself among candidates with the query reasoner. The same base LM, with its
+adapters switched off, gives the two baselines every CLaRa number needs beside it: closed-book
+(the question alone) and full-text RAG (the same documents as plain text).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from korag.eval.qa import evaluate_answers
+from korag.memory.clara.data import ClaraExample
+from korag.memory.clara.model import ClaraModel
+
+
+class ClaraReader:
+    """Compress, retrieve among candidates and answer, timing each part."""
+
+    def __init__(
+        self, model: ClaraModel, *, identity: str = "", cache_dir: str | Path | None = None, batch_size: int = 8
+    ):
+        self.model = model
+        self.identity = identity
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        self.batch_size = batch_size
+        self._cache: dict[str, torch.Tensor] = {}
+        self.timings = {"compress_seconds": 0.0, "retrieve_seconds": 0.0, "generate_seconds": 0.0}
+        self.model.lm.eval()
+
+    def _key(self, text: str) -> str:
+        cfg = self.model.config
+        raw = f"{self.identity}|{cfg.doc_max_length}|{cfg.compression_rate}|{text}"
+        return hashlib.sha256(raw.encode("utf-8")).hexdigest()[:32]
+
+    @torch.no_grad()
+    def compress(self, texts: Sequence[str]) -> torch.Tensor:
+        """Compressed states of `texts` (texts × n_mem × hidden), from the cache where possible."""
+        t0 = time.perf_counter()
+        keys = [self._key(t) for t in texts]
+        todo = []
+        for k in keys:
+            if k in self._cache or k in todo:
+                continue
+            path = self.cache_dir / f"{k}.npy" if self.cache_dir else None
+            if path is not None and path.is_file():
+                self._cache[k] = torch.from_numpy(np.load(path))
+            else:
+                todo.append(k)
+        by_key = dict(zip(keys, texts, strict=True))
+        for i in range(0, len(todo), self.batch_size):
+            chunk = todo[i : i + self.batch_size]
+            states, _ = self.model.compress([by_key[k] for k in chunk])
+            for k, s in zip(chunk, states.float().cpu(), strict=True):
+                self._cache[k] = s
+                if self.cache_dir is not None:
+                    from korag import atomic
+
+                    with atomic.atomic_path(self.cache_dir / f"{k}.npy", ".npy") as tmp:
+                        np.save(tmp, s.numpy())
+        self.timings["compress_seconds"] += time.perf_counter() - t0
+        return torch.stack([self._cache[k] for k in keys]).to(self.model.device)
+
+    def answer(self, questions: Sequence[str], docs: Sequence[Sequence[str]]) -> list[str]:
+        """Answers from each question's documents (every question the same number)."""
+        k = len(docs[0])
+        memory = self.compress([d for ds in docs for d in ds])
+        t0 = time.perf_counter()
+        out = self.model.answer(list(questions), memory, k)
+        self.timings["generate_seconds"] += time.perf_counter() - t0
+        return out
+
+    @torch.no_grad()
+    def choose(self, questions: Sequence[str], candidates: Sequence[Sequence[str]], k: int) -> list[list[int]]:
+        """The query reasoner's top-k candidate indices per question (cosine over flattened states)."""
+        n = len(candidates[0])
+        docs = self.compress([d for ds in candidates for d in ds]).reshape(len(questions), n, -1)
+        t0 = time.perf_counter()
+        q = self.model.encode_queries(list(questions))
+        scores = torch.nn.functional.normalize(q.float(), dim=-1).unsqueeze(1) @ torch.nn.functional.normalize(
+            docs.float(), dim=-1
+        ).transpose(1, 2)
+        idx = torch.topk(scores.squeeze(1), min(k, n), dim=-1).indices
+        self.timings["retrieve_seconds"] += time.perf_counter() - t0
+        return idx.tolist()
+
+    def retrieve_and_answer(self, questions: Sequence[str], candidates: Sequence[Sequence[str]], k: int):
+        """(answers, chosen indices): the model picks k of each question's candidates and answers."""
+        chosen = self.choose(questions, candidates, k)
+        docs = [[cands[i] for i in idx] for cands, idx in zip(candidates, chosen, strict=True)]
+        return self.answer(questions, docs), chosen
+
+    @torch.no_grad()
+    def baseline(self, questions: Sequence[str], docs: Sequence[Sequence[str]] | None = None) -> list[str]:
+        """The base LM without adapters: closed-book (no `docs`) or full-text RAG (`docs` as text)."""
+        lm, tok = self.model.lm, self.model.tokenizer
+        prompts = []
+        for i, q in enumerate(questions):
+            background = "" if docs is None else "Background:\n" + "\n\n".join(docs[i]) + "\n\n"
+            prompts.append(f"{background}Question: {q}\nAnswer:")
+        t0 = time.perf_counter()
+        ids, mask, _ = self.model.decoder_batch(prompts)
+        lm.disable_adapters()
+        try:
+            out = lm.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                max_new_tokens=self.model.config.max_answer_tokens,
+                do_sample=False,
+                pad_token_id=tok.pad_token_id,
+            )
+        finally:
+            lm.enable_adapters()
+        self.timings["generate_seconds"] += time.perf_counter() - t0
+        texts = tok.batch_decode(out[:, ids.shape[1] :], skip_special_tokens=True)
+        return [t.strip().split("\n")[0].strip() for t in texts]
+
+    def prompt_tokens(self, question: str, docs: Sequence[str]) -> dict[str, int]:
+        """Prompt length with compressed documents vs with their text, and the documents' tokens."""
+        tok = self.model.tokenizer
+        cap = self.model.config.doc_max_length
+        doc_tokens = [min(cap, len(tok(d, add_special_tokens=False)["input_ids"])) for d in docs]
+        compressed = len(tok(self.model.qa_prompt(question, len(docs)), add_special_tokens=False)["input_ids"])
+        text = f"Background:\n{chr(10).join(docs)}\n\nQuestion: {question}\nAnswer:"
+        return {
+            "clara": compressed,
+            "full_text": len(tok(text, add_special_tokens=False)["input_ids"]),
+            "document_tokens": sum(doc_tokens),
+        }
+
+
+def evaluate_clara(
+    reader: ClaraReader,
+    examples: Sequence[ClaraExample],
+    *,
+    k: int | None = None,
+    baselines: Sequence[str] = ("closed-book", "full-text"),
+    batch_size: int = 8,
+) -> dict[str, dict[str, Any]]:
+    """Rows for one table: CLaRa (given documents; with the query reasoner choosing k of the
+    candidates when records carry `pos_index`) and the baselines, each with EM/F1/cover-EM,
+    retrieval recall@1/3/5, compression (nominal and measured), prompt tokens and latency."""
+    cfg = reader.model.config
+    k = k or cfg.top_k
+    qids = [f"q{i}" for i in range(len(examples))]
+    golds = {q: list(e.answers) for q, e in zip(qids, examples, strict=True)}
+    questions = [e.questions[0] for e in examples]
+    given = [list(e.docs[:k]) for e in examples]
+    rows: dict[str, dict[str, Any]] = {}
+
+    def run(name: str, fn) -> None:
+        before = dict(reader.timings)
+        t0 = time.perf_counter()
+        preds: list[str] = []
+        extra: dict[str, Any] = {}
+        for s in range(0, len(examples), batch_size):
+            got = fn(slice(s, s + batch_size))
+            preds += got[0] if isinstance(got, tuple) else got
+            if isinstance(got, tuple):
+                extra.setdefault("chosen", []).extend(got[1])
+        res = evaluate_answers(dict(zip(qids, preds, strict=True)), golds)
+        timing = {t: reader.timings[t] - before[t] for t in reader.timings}
+        rows[name] = {**res.metrics, **timing, "seconds": time.perf_counter() - t0, "predictions": preds, **extra}
+
+    run("clara (given documents)", lambda sl: reader.answer(questions[sl], given[sl]))
+    if all(e.positives for e in examples) and len(examples[0].docs) >= k:
+        run(
+            "clara (query reasoner picks)",
+            lambda sl: reader.retrieve_and_answer(questions[sl], [list(e.docs) for e in examples[sl]], k),
+        )
+        chosen = rows["clara (query reasoner picks)"].pop("chosen")
+        for at in (1, 3, 5):
+            if at <= k:
+                hits = [bool(set(c[:at]) & set(e.positives)) for c, e in zip(chosen, examples, strict=True)]
+                rows["clara (query reasoner picks)"][f"recall@{at}"] = sum(hits) / len(hits)
+    if "closed-book" in baselines:
+        run("closed-book", lambda sl: reader.baseline(questions[sl]))
+    if "full-text" in baselines:
+        run("full-text RAG", lambda sl: reader.baseline(questions[sl], given[sl]))
+    sizes = [reader.prompt_tokens(q, d) for q, d in zip(questions, given, strict=True)]
+    mean = {key: float(np.mean([s[key] for s in sizes])) for key in sizes[0]}
+    summary = {
+        "compression_nominal": cfg.compression_rate,
+        "compression_measured": mean["document_tokens"] / (k * cfg.n_mem),
+        "prompt_tokens_clara": mean["clara"],
+        "prompt_tokens_full_text": mean["full_text"],
+        "prompt_tokens_saved": 1 - mean["clara"] / mean["full_text"],
+    }
+    for row in rows.values():
+        row.update(summary)
+    return rows
