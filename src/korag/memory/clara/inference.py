@@ -65,8 +65,9 @@ class ClaraReader:
                 if self.cache_dir is not None:
                     from korag import atomic
 
-                    with atomic.atomic_path(self.cache_dir / f"{k}.npy", ".npy") as tmp:
-                        np.save(tmp, s.numpy())
+                    # a file object: np.save would append ".npy" to a temporary name
+                    with atomic.atomic_path(self.cache_dir / f"{k}.npy") as tmp, tmp.open("wb") as fh:
+                        np.save(fh, s.numpy())
         self.timings["compress_seconds"] += time.perf_counter() - t0
         return torch.stack([self._cache[k] for k in keys]).to(self.model.device)
 

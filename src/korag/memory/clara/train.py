@@ -55,6 +55,13 @@ class ClaraTrainConfig(BaseModel):
     logging_steps: int = Field(10, gt=0)
     seed: int = 42
     device: str = "auto"
+    stage3_trains: list[Literal["decoder", "query_reasoner"]] = Field(
+        default_factory=lambda: ["decoder", "query_reasoner"],
+        description="stage 3: adapters that learn (only the query reasoner isolates retrieval learning)",
+    )
+    query_init: Literal["encoder", "fresh"] = Field(
+        "encoder", description="stage 3: start the query reasoner as a copy of the compressor (ml-clara) or fresh"
+    )
 
     def lr(self) -> float:
         """The learning rate actually used (ml-clara's defaults per stage)."""
@@ -126,11 +133,13 @@ def train_clara(
         model.config = config.clara.model_copy(
             update={"doc_max_length": model.config.doc_max_length, "compression_rate": model.config.compression_rate}
         )
-        if config.stage == 3 and info.get("stage") != 3:
+        if config.stage == 3 and info.get("stage") != 3 and config.query_init == "encoder":
             _copy_adapter(model, "encoder", "query_reasoner")  # as ml-clara: the query side starts as the compressor
     else:
         model = build_clara(config.base, config.clara, device=device)
-    model.trainable = set(TRAINS[config.stage])
+    model.trainable = set(config.stage3_trains if config.stage == 3 else TRAINS[config.stage])
+    if not model.trainable:
+        raise ConfigError("stage 3 needs at least one adapter to train")
     model.use("decoder")
     params = [p for n, p in model.lm.named_parameters() if "lora_" in n and any(f".{a}." in n for a in model.trainable)]
     params.append(model.lm.get_input_embeddings().weight)
