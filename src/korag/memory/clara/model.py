@@ -146,12 +146,30 @@ class ClaraModel(torch.nn.Module):
         rows = [[self.enc_id, *b, *mem] for b in body]
         return self._left_pad(rows, limit + 1 + len(mem))
 
+    def _decoder(self, **inputs) -> torch.Tensor:
+        """Last hidden states (after the final norm) of the transformer without its LM head."""
+        body = getattr(self.lm, self.lm.base_model_prefix)
+        return body(**inputs).last_hidden_state
+
+    def _answer_loss(self, embeds: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy over the labelled tokens, projecting only the positions that predict
+        them onto the vocabulary (HF's loss would project every position of the prompt too)."""
+        hidden = self._decoder(inputs_embeds=embeds, attention_mask=mask, position_ids=self._positions(mask))
+        target = labels[:, 1:]
+        keep = target != -100
+        logits = self.lm.get_output_embeddings()(hidden[:, :-1][keep])
+        softcap = getattr(self.lm.config, "final_logit_softcapping", None)
+        if softcap:  # Gemma caps its logits; the loss must see what generation sees
+            logits = torch.tanh(logits / softcap) * softcap
+        return torch.nn.functional.cross_entropy(logits.float(), target[keep])
+
     # -- compression -----------------------------------------------------------------------
     def _memory_states(self, texts: Sequence[str], adapter: str, max_length: int | None = None):
         self.use(adapter)
         ids, mask = self.encoder_inputs(texts, max_length)
-        out = self.lm(input_ids=ids, attention_mask=mask, position_ids=self._positions(mask), output_hidden_states=True)
-        hidden = out.hidden_states[-1]
+        # the decoder stack alone: compression needs hidden states, and the vocabulary projection
+        # of every position (262k logits per token for Gemma) would cost more than the layers
+        hidden = self._decoder(input_ids=ids, attention_mask=mask, position_ids=self._positions(mask))
         is_mem = torch.isin(ids, self.mem_ids.to(ids.device))
         states = hidden[is_mem].reshape(len(texts), self.config.n_mem, hidden.shape[-1])
         doc = (mask.bool() & ~is_mem).unsqueeze(-1).to(hidden.dtype)
@@ -213,10 +231,7 @@ class ClaraModel(torch.nn.Module):
         (`memory`: questions·k × n_mem × hidden, grouped by question)."""
         self.use("decoder")
         ids, mask, labels = self.decoder_batch([self.qa_prompt(q, k) for q in questions], [" " + a for a in answers])
-        embeds = self.embed_with_memory(ids, memory)
-        return self.lm(
-            inputs_embeds=embeds, attention_mask=mask, position_ids=self._positions(mask), labels=labels
-        ).loss
+        return self._answer_loss(self.embed_with_memory(ids, memory), mask, labels)
 
     @torch.no_grad()
     def answer(self, questions: Sequence[str], memory: torch.Tensor, k: int, *, max_new_tokens: int | None = None):
@@ -248,8 +263,7 @@ class ClaraModel(torch.nn.Module):
         ]
         prompts = [f"Background:\n{self._slots(1)}\n\n"] * len(documents)
         ids, mask, labels = self.decoder_batch(prompts, targets)
-        embeds = self.embed_with_memory(ids, memory)
-        ce = self.lm(inputs_embeds=embeds, attention_mask=mask, position_ids=self._positions(mask), labels=labels).loss
+        ce = self._answer_loss(self.embed_with_memory(ids, memory), mask, labels)
         return ce + self.config.mse_weight * mse, {"ce": ce.item(), "mse": mse.item()}
 
     def stage2_loss(self, questions: Sequence[str], documents: Sequence[Sequence[str]], answers: Sequence[str]):
