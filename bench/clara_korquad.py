@@ -9,6 +9,10 @@ BM25's top-k (normal) and with the gold paragraph included (oracle), against the
 without adapters closed-book and with the same paragraphs as text. CPU-sized: a few hundred
 steps on 2 cores are far from the paper's training, so the numbers show the machinery and the
 trade-offs, not CLaRa's quality. Prints a table, writes JSON and a bar chart to bench/results/.
+
+The PDF scenario: one test-half article is typeset as a PDF, read back with korag's PDF reader,
+cut into passages, retrieved with BM25 and compressed; its KorQuAD questions are the questions
+about the PDF, scored against their reference answers.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=3)
     ap.add_argument("--doc-max-length", type=int, default=256)
     ap.add_argument("--rate", type=int, default=32)
+    ap.add_argument("--pdf-questions", type=int, default=20, help="questions about the PDF (0: skip)")
     ap.add_argument("--work", type=Path, default=ROOT / "bench" / "work" / "clara")
     ap.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "clara_korquad.json")
     args = ap.parse_args()
@@ -99,6 +104,10 @@ def main() -> None:
     runs.update({f"{name} · BM25 top-{args.k}": row for name, row in rows.items()})
     oracle = evaluate_clara(reader, test_oracle, k=args.k, baselines=("full-text",))
     runs.update({f"{name} · oracle": row for name, row in oracle.items() if "picks" not in name})
+    pdf_info = {}
+    if args.pdf_questions:
+        pdf_info = pdf_scenario(qa, second, reader, args)
+        runs.update({f"{name} · PDF": row for name, row in pdf_info.pop("rows").items() if "picks" not in name})
     seconds = time.perf_counter() - t0
 
     cols = ["em_korquad", "f1_korquad", "cover_em_korquad", "em_squad", "f1_squad"]
@@ -135,12 +144,70 @@ def main() -> None:
                 "stage1": {k: v for k, v in r1.items() if k != "history"},
                 "stage2": {k: v for k, v in r2.items() if k != "history"},
             },
+            "pdf": pdf_info,
             "runs": runs,
             "seconds": seconds,
             "machine": {"python": platform.python_version()},
         },
     )
     console.print(f"wrote {args.output}")
+
+
+def write_pdf(title: str, paragraphs: list[str], path: Path) -> Path:
+    """Typeset paragraphs as a PDF with a Korean CID font (reportlab wraps CJK text)."""
+    from xml.sax.saxutils import escape
+
+    from reportlab.lib.pagesizes import A4
+    from reportlab.lib.styles import ParagraphStyle
+    from reportlab.pdfbase import pdfmetrics
+    from reportlab.pdfbase.cidfonts import UnicodeCIDFont
+    from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer
+
+    pdfmetrics.registerFont(UnicodeCIDFont("HYSMyeongJo-Medium"))
+    style = ParagraphStyle("body", fontName="HYSMyeongJo-Medium", fontSize=10, leading=15, wordWrap="CJK")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    story = []
+    for text in paragraphs:
+        story += [Paragraph(escape(text), style), Spacer(1, 8)]
+    SimpleDocTemplate(str(path), pagesize=A4, title=title).build(story)
+    return path
+
+
+def pdf_scenario(qa: QASet, second: QASet, reader: ClaraReader, args) -> dict:
+    """Questions about one test-half article, asked of the article typeset as a PDF."""
+    from korag.memory.clara.corpus_qa import answer_recall, questions_over
+
+    by_article: dict[str, list] = {}
+    for e in second.examples:
+        by_article.setdefault(str(qa.corpus.get(e.doc_ids[0]).meta["article"]), []).append(e)
+    paragraphs_of: dict[str, list[str]] = {}
+    for d in qa.corpus:
+        paragraphs_of.setdefault(str(d.meta["article"]), []).append(d.text)
+    # the shortest article that still asks enough questions over several pages of text
+    article = min(
+        (a for a, es in by_article.items() if len(es) >= args.pdf_questions and len(paragraphs_of[a]) >= 5),
+        key=lambda a: (len(paragraphs_of[a]), a),
+    )
+    paragraphs = paragraphs_of[article]
+    pdf = write_pdf(article.replace("_", " "), paragraphs, args.work / "pdf" / f"{article}.pdf")
+    asked = by_article[article][: args.pdf_questions]
+    passages, examples = questions_over(str(pdf), asked, k=args.k)
+    rows = evaluate_clara(reader, examples, k=args.k)
+    info = {
+        "article": article,
+        "pdf": str(pdf),
+        "pages": len({p for d in passages for p in d.meta.get("pages", ())}) or None,
+        "passages": len(passages),
+        "questions": len(examples),
+        f"answer_recall@{args.k}": answer_recall(examples, args.k),
+        "rows": rows,
+    }
+    console.print(
+        f"PDF scenario: '{article}' → {pdf.name}, {len(paragraphs)} paragraphs → {len(passages)} passages; "
+        f"BM25 top-{args.k} holds a reference answer for {100 * info[f'answer_recall@{args.k}']:.0f}% "
+        f"of {len(examples)} questions"
+    )
+    return info
 
 
 if __name__ == "__main__":

@@ -337,22 +337,33 @@ def test_mse_term_shrinks_the_memory_document_gap(lm_dir, facts):
     assert with_mse < 0.5 * without
 
 
+STAGE2_CLARA = ClaraConfig(doc_max_length=16, compression_rate=4, top_k=1, lora_r=16, lora_alpha=32, lora_dropout=0.0)
+
+
+@pytest.fixture(scope="module")
+def stage2_dir(lm_dir, facts, tmp_path_factory) -> Path:
+    """A stage-2 model that answers the facts from their compressed documents (150 steps)."""
+    from korag.memory.clara.data import ClaraExample
+    from korag.memory.clara.train import ClaraTrainConfig, train_clara
+
+    docs, questions, capitals = facts
+    s2 = [ClaraExample((q,), (a,), (d,)) for q, a, d in zip(questions, capitals, docs, strict=True)]
+    out = tmp_path_factory.mktemp("clara-s2")
+    cfg = ClaraTrainConfig(
+        base=str(lm_dir), stage=2, clara=STAGE2_CLARA, max_steps=150, batch_size=8, learning_rate=3e-3
+    )
+    train_clara(s2, cfg, out, show_progress=False)
+    return out / "model"
+
+
 @pytest.mark.slow
-def test_stage3_raises_recall_from_the_answer_loss_alone(lm_dir, facts, tmp_path):
+def test_stage3_raises_recall_from_the_answer_loss_alone(lm_dir, facts, stage2_dir, tmp_path):
     from korag.memory.clara.data import ClaraExample
     from korag.memory.clara.inference import ClaraReader
     from korag.memory.clara.store import load_clara
     from korag.memory.clara.train import ClaraTrainConfig, train_clara
 
     docs, questions, capitals = facts
-    cc = ClaraConfig(doc_max_length=16, compression_rate=4, top_k=1, lora_r=16, lora_alpha=32, lora_dropout=0.0)
-    s2 = [ClaraExample((q,), (a,), (d,)) for q, a, d in zip(questions, capitals, docs, strict=True)]
-    train_clara(
-        s2,
-        ClaraTrainConfig(base=str(lm_dir), stage=2, clara=cc, max_steps=150, batch_size=8, learning_rate=3e-3),
-        tmp_path / "s2",
-        show_progress=False,
-    )
     # every question's candidates are all documents, in a different order each time
     rng = random.Random(1)
     s3 = []
@@ -371,8 +382,8 @@ def test_stage3_raises_recall_from_the_answer_loss_alone(lm_dir, facts, tmp_path
     cfg3 = ClaraTrainConfig(
         base=str(lm_dir),
         stage=3,
-        init_from=str(tmp_path / "s2" / "model"),
-        clara=cc,
+        init_from=str(stage2_dir),
+        clara=STAGE2_CLARA,
         max_steps=60,
         batch_size=8,
         learning_rate=3e-3,
@@ -380,7 +391,7 @@ def test_stage3_raises_recall_from_the_answer_loss_alone(lm_dir, facts, tmp_path
         query_init="fresh",
     )
     result = train_clara(s3, cfg3, tmp_path / "s3", show_progress=False)
-    before, after = recall(tmp_path / "s2" / "model"), recall(tmp_path / "s3" / "model")
+    before, after = recall(stage2_dir), recall(tmp_path / "s3" / "model")
     assert before <= 0.25 and after >= 0.75, (before, after, result["history"][-1])
 
 
@@ -412,3 +423,62 @@ def test_reader_caches_compressed_documents_and_runs_baselines(lm_dir, facts, tm
     # these facts are shorter than their 4 memory tokens + separator: compression saves nothing here
     assert cb["prompt_tokens_saved"] == pytest.approx(1 - cb["prompt_tokens_clara"] / cb["prompt_tokens_full_text"])
     assert all(len(r["predictions"]) == 4 for r in rows.values())
+
+
+@pytest.mark.slow
+def test_questions_about_a_pdf_are_answered_from_compressed_passages(lm_dir, facts, stage2_dir, tmp_path):
+    from conftest import run_cli
+    from korag.data.questions import read_questions_jsonl
+    from korag.memory.clara.corpus_qa import answer_recall, questions_over
+    from korag.memory.clara.inference import ClaraReader, evaluate_clara
+    from korag.memory.clara.store import load_clara
+    from test_documents import make_pdf
+
+    docs, questions, capitals = facts
+    pdf = make_pdf(tmp_path / "facts.pdf", pages=[docs[:4], docs[4:]])
+    qfile = tmp_path / "questions.jsonl"
+    qfile.write_text(
+        "\n".join(
+            json.dumps({"question": q, "answers": [a]}, ensure_ascii=False)
+            for q, a in zip(questions, capitals, strict=True)
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    asked = read_questions_jsonl(qfile)
+    corpus, examples = questions_over(str(pdf), asked, k=1, max_tokens=3, overlap_tokens=0)
+    assert len(corpus) == 8 and {d.meta["source_id"] for d in corpus} == {"facts.pdf"}
+    assert answer_recall(examples, 1) == 1.0  # BM25 finds each fact's passage
+    model, _ = load_clara(stage2_dir)
+    rows = evaluate_clara(ClaraReader(model), examples, k=1, baselines=("closed-book",))
+    # the passages carry the PDF's title, which training never saw, and still the facts come back
+    assert rows["clara (given documents)"]["em_korquad"] >= 75 > rows["closed-book"]["em_korquad"]
+    assert rows["clara (given documents)"]["recall@1"] == 1.0
+
+    ws = tmp_path / "ws"
+    args = ["eval", "qa", str(qfile), "--corpus", str(pdf), "--model", str(stage2_dir), "-w", str(ws)]
+    result = run_cli(*args, "--chunk-tokens", "3", "--baselines", "", "-o", str(tmp_path / "rows.json"))
+    assert result.returncode == 0, result.stderr
+    assert "8 passages" in result.stdout and "100% of 8 questions" in result.stdout
+    assert len(list((ws / ".cache" / "clara").glob("*/*.npy"))) == 8  # compressed once, kept in the workspace
+    saved = json.loads((tmp_path / "rows.json").read_text(encoding="utf-8"))
+    assert saved["clara (given documents)"]["em_korquad"] >= 75
+
+
+def test_questions_file_errors_name_line_and_field(tmp_path):
+    from korag.data.questions import read_questions_jsonl
+    from korag.errors import DataError
+
+    path = tmp_path / "q.jsonl"
+    for record, message in [
+        ({"question": "q"}, "line 1: no reference answer"),
+        ({"question": "", "answer": "a"}, "field 'question': is empty"),
+        ({"question": "q", "answers": [1]}, "field 'answers': expected a string or a list"),
+        ({"question": "q", "answers": [" "]}, "field 'answers': has no non-empty answer"),
+    ]:
+        path.write_text(json.dumps(record) + "\n", encoding="utf-8")
+        with pytest.raises(DataError, match=message):
+            read_questions_jsonl(path)
+    path.write_text('{"id": 1, "question": "q", "answer": "a"}\n{"id": 1, "question": "r", "answer": "b"}\n')
+    with pytest.raises(DataError, match=r"line 2.*duplicate question id '1'"):
+        read_questions_jsonl(path)

@@ -71,14 +71,29 @@ def train_clara_cmd(
 
 
 def eval_qa_cmd(
-    data: Annotated[Path, typer.Argument(help="stage-2/3 ml-clara JSONL: question, docs, answer(s), pos_index")],
+    data: Annotated[
+        Path,
+        typer.Argument(
+            help="ml-clara stage-2/3 JSONL (question, docs, answer, pos_index); with --corpus, questions JSONL"
+        ),
+    ],
     model: Annotated[Path, typer.Option(help="CLaRa model directory (the model/ of a training run)")],
+    corpus: Annotated[
+        Path | None,
+        typer.Option(
+            help="answer over this corpus (PDF, text, HTML, folder, JSONL): chunked, BM25-retrieved, compressed"
+        ),
+    ] = None,
     k: Annotated[int | None, typer.Option(help="documents per question (default: the model's top_k)")] = None,
+    chunk_tokens: Annotated[int, typer.Option(help="with --corpus: words per passage")] = 80,
     baselines: Annotated[str, typer.Option(help="comma-separated: closed-book, full-text ('' for none)")] = (
         "closed-book,full-text"
     ),
     limit: Annotated[int | None, typer.Option(help="evaluate the first N records")] = None,
-    cache_dir: Annotated[Path | None, typer.Option(help="keep compressed documents here between runs")] = None,
+    workspace: Annotated[
+        Path, typer.Option("--workspace", "-w", help="compressed documents are kept in WORKSPACE/.cache/clara")
+    ] = Path("korag-workspace"),
+    cache: Annotated[bool, typer.Option(help="reuse and keep compressed documents")] = True,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | mps")] = "auto",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="write rows (with predictions) as JSON")] = None,
 ) -> None:
@@ -92,12 +107,27 @@ def eval_qa_cmd(
     from korag.memory.clara.train import resolve_device
     from korag.pipeline.fingerprint import fingerprint
 
-    examples = read_clara_jsonl(data, 2)[:limit] if limit else read_clara_jsonl(data, 2)
     clara, _ = load_clara(model, device=resolve_device(device))
-    reader = ClaraReader(clara, identity=fingerprint(model / "clara_state.pt"), cache_dir=cache_dir)
+    k = k or clara.config.top_k
+    if corpus is not None:
+        from korag.data.questions import read_questions_jsonl
+        from korag.memory.clara.corpus_qa import answer_recall, questions_over
+
+        questions = read_questions_jsonl(data)[:limit] if limit else read_questions_jsonl(data)
+        passages, examples = questions_over(str(corpus), questions, k=k, max_tokens=chunk_tokens, show_progress=True)
+        out.print(
+            f"{corpus}: {len(passages)} passages; BM25 top-{k} holds a reference answer for "
+            f"{100 * answer_recall(examples, k):.0f}% of {len(examples)} questions"
+        )
+    else:
+        examples = read_clara_jsonl(data, 2)[:limit] if limit else read_clara_jsonl(data, 2)
+    identity = fingerprint(model / "clara_state.pt")
+    # compressed vectors depend only on the model and the text, so they outlive any one evaluation
+    cache_dir = workspace / ".cache" / "clara" / identity if cache else None
+    reader = ClaraReader(clara, identity=identity, cache_dir=cache_dir)
     rows = evaluate_clara(reader, examples, k=k, baselines=[b.strip() for b in baselines.split(",") if b.strip()])
     cols = ["em_squad", "f1_squad", "em_korquad", "f1_korquad", "cover_em_korquad", "recall@1", "recall@5"]
-    table = Table(title=f"{model} on {data} ({len(examples)} questions)")
+    table = Table(title=f"{model} on {corpus or data} ({len(examples)} questions)")
     table.add_column("run")
     for c in [*cols, "compress s", "retrieve s", "generate s"]:
         table.add_column(c, justify="right")

@@ -172,8 +172,18 @@ def evaluate_clara(
         timing = {t: reader.timings[t] - before[t] for t in reader.timings}
         rows[name] = {**res.metrics, **timing, "seconds": time.perf_counter() - t0, "predictions": preds, **extra}
 
+    judged = any(e.positives for e in examples)
+
+    def recall(chosen: Sequence[Sequence[int]], at: int) -> float:
+        # a question none of whose candidates is gold counts as a miss
+        return sum(bool(set(c[:at]) & set(e.positives)) for c, e in zip(chosen, examples, strict=True)) / len(examples)
+
     run("clara (given documents)", lambda sl: reader.answer(questions[sl], given[sl]))
-    if all(e.positives for e in examples) and len(examples[0].docs) >= k:
+    if judged:
+        for at in (1, 3, 5):
+            if at <= k:
+                rows["clara (given documents)"][f"recall@{at}"] = recall([list(range(k))] * len(examples), at)
+    if judged and len(examples[0].docs) >= k:
         run(
             "clara (query reasoner picks)",
             lambda sl: reader.retrieve_and_answer(questions[sl], [list(e.docs) for e in examples[sl]], k),
@@ -181,8 +191,7 @@ def evaluate_clara(
         chosen = rows["clara (query reasoner picks)"].pop("chosen")
         for at in (1, 3, 5):
             if at <= k:
-                hits = [bool(set(c[:at]) & set(e.positives)) for c, e in zip(chosen, examples, strict=True)]
-                rows["clara (query reasoner picks)"][f"recall@{at}"] = sum(hits) / len(hits)
+                rows["clara (query reasoner picks)"][f"recall@{at}"] = recall(chosen, at)
     if "closed-book" in baselines:
         run("closed-book", lambda sl: reader.baseline(questions[sl]))
     if "full-text" in baselines:
