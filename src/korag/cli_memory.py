@@ -77,7 +77,10 @@ def eval_qa_cmd(
             help="ml-clara stage-2/3 JSONL (question, docs, answer, pos_index); with --corpus, questions JSONL"
         ),
     ],
-    model: Annotated[Path, typer.Option(help="CLaRa model directory (the model/ of a training run)")],
+    model: Annotated[
+        list[Path],
+        typer.Option(help="CLaRa model directory (the model/ of a training run); repeat to compare (e.g. rates)"),
+    ],
     corpus: Annotated[
         Path | None,
         typer.Option(
@@ -107,7 +110,8 @@ def eval_qa_cmd(
     from korag.memory.clara.train import resolve_device
     from korag.pipeline.fingerprint import fingerprint
 
-    clara, _ = load_clara(model, device=resolve_device(device))
+    models = model
+    clara, info = load_clara(models[0], device=resolve_device(device))
     k = k or clara.config.top_k
     if corpus is not None:
         from korag.data.questions import read_questions_jsonl
@@ -121,28 +125,47 @@ def eval_qa_cmd(
         )
     else:
         examples = read_clara_jsonl(data, 2)[:limit] if limit else read_clara_jsonl(data, 2)
-    identity = fingerprint(model / "clara_state.pt")
-    # compressed vectors depend only on the model and the text, so they outlive any one evaluation
-    cache_dir = workspace / ".cache" / "clara" / identity if cache else None
-    reader = ClaraReader(clara, identity=identity, cache_dir=cache_dir)
-    rows = evaluate_clara(reader, examples, k=k, baselines=[b.strip() for b in baselines.split(",") if b.strip()])
+    wanted = [b.strip() for b in baselines.split(",") if b.strip()]
+    rows: dict[str, dict] = {}
+    bases_done: set[str] = set()
+    for i, path in enumerate(models):
+        if i:
+            del clara
+            clara, info = load_clara(path, device=resolve_device(device))
+        identity = fingerprint(path / "clara_state.pt")
+        # compressed vectors depend only on the model and the text, so they outlive any one evaluation
+        cache_dir = workspace / ".cache" / "clara" / identity if cache else None
+        reader = ClaraReader(clara, identity=identity, cache_dir=cache_dir)
+        base = str(info.get("base", ""))
+        got = evaluate_clara(reader, examples, k=k, baselines=[] if base in bases_done else wanted)
+        bases_done.add(base)
+        for name, row in got.items():
+            if len(models) > 1 and name.startswith("clara"):
+                name = (
+                    f"{name} ×{clara.config.compression_rate} {path.parent.name if path.name == 'model' else path.name}"
+                )
+            if name in rows:
+                raise ConfigError(f"two --model runs would share the row {name!r}; give them distinct directories")
+            rows[name] = row
     cols = ["em_squad", "f1_squad", "em_korquad", "f1_korquad", "cover_em_korquad", "recall@1", "recall@5"]
-    table = Table(title=f"{model} on {corpus or data} ({len(examples)} questions)")
+    table = Table(title=f"CLaRa on {corpus or data} ({len(examples)} questions, k={k})")
     table.add_column("run")
-    for c in [*cols, "compress s", "retrieve s", "generate s"]:
+    for c in [*cols, "×nominal", "×measured", "prompt tok", "compress s", "retrieve s", "generate s"]:
         table.add_column(c, justify="right")
     for name, r in rows.items():
         cells = [f"{r[c]:.2f}" if c in r and "recall" not in c else (f"{r[c]:.3f}" if c in r else "–") for c in cols]
+        clara_row = name.startswith("clara")
         table.add_row(
-            name, *cells, *(f"{r[t]:.2f}" for t in ("compress_seconds", "retrieve_seconds", "generate_seconds"))
+            name,
+            *cells,
+            str(r["compression_nominal"]) if clara_row else "–",
+            f"{r['compression_measured']:.1f}" if clara_row else "–",
+            f"{r['prompt_tokens_clara' if clara_row else 'prompt_tokens_full_text']:.0f}"
+            if clara_row or name.startswith("full")
+            else "–",
+            *(f"{r[t]:.2f}" for t in ("compress_seconds", "retrieve_seconds", "generate_seconds")),
         )
     out.print(table)
-    first = next(iter(rows.values()))
-    out.print(
-        f"compression: nominal ×{first['compression_nominal']}, measured ×{first['compression_measured']:.1f}; "
-        f"prompt tokens {first['prompt_tokens_clara']:.0f} vs {first['prompt_tokens_full_text']:.0f} as text "
-        f"({100 * first['prompt_tokens_saved']:.0f}% saved)"
-    )
     if output:
         atomic.write_json(output, rows)
         out.print(f"wrote {output}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 
 from korag import atomic
@@ -138,47 +138,4 @@ def build_tiny_causal_lm(
     with atomic.atomic_directory(path, overwrite=True) as tmp:
         model.save_pretrained(tmp)
         fast.save_pretrained(tmp)
-    return Path(path)
-
-
-def pretrain_tiny_causal_lm(
-    path: str | Path,
-    texts: Sequence[str],
-    *,
-    steps: int = 200,
-    batch_size: int = 32,
-    learning_rate: float = 3e-3,
-    seed: int = 0,
-) -> Path:
-    """Train every weight of a tiny LM (from `build_tiny_causal_lm`) on `texts` in place.
-
-    Mechanism checks of CLaRa and parametric QA start, like their real counterparts, from an LM
-    that already reads its (toy) language; a random LM must learn the language and the mechanism
-    at once through LoRA, which hides what the check is about."""
-    import random
-
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    torch.manual_seed(seed)
-    rng = random.Random(seed)
-    tok = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path)
-    model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=learning_rate)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 10) * max(0.0, 1 - s / steps))
-    rows = [[tok.bos_token_id, *tok(t, add_special_tokens=False)["input_ids"], tok.eos_token_id] for t in texts]
-    for _ in range(steps):
-        batch = rng.sample(rows, min(batch_size, len(rows)))
-        width = max(len(r) for r in batch)
-        ids = torch.tensor([r + [tok.pad_token_id] * (width - len(r)) for r in batch])
-        labels = torch.tensor([r + [-100] * (width - len(r)) for r in batch])
-        loss = model(input_ids=ids, attention_mask=(labels != -100).long(), labels=labels).loss
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-    with atomic.atomic_directory(path, overwrite=True) as tmp:
-        model.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
     return Path(path)

@@ -32,6 +32,11 @@ ADAPTERS = ("encoder", "decoder", "query_reasoner")
 ENC, SEP = "<ENC>", "<SEP>"
 
 
+# ml-clara draws one of 13 English instructions per record; one fixed line keeps prompts
+# reproducible, and the compressor, not the instruction's wording, is what stage 1 trains
+PARAPHRASE_INSTRUCTION = "Paraphrase the background:"
+
+
 class ClaraConfig(BaseModel):
     """Shapes and losses of a CLaRa model."""
 
@@ -190,6 +195,10 @@ class ClaraModel(torch.nn.Module):
     def _slots(self, k: int) -> str:
         return ("".join(self.mem_tokens) + SEP) * k
 
+    def paraphrase_prompt(self) -> str:
+        """The generator's prompt for regenerating one compressed document."""
+        return f"Background:\n{self._slots(1)}\n\n{PARAPHRASE_INSTRUCTION}\n"
+
     def qa_prompt(self, question: str, k: int) -> str:
         """The generator's prompt for a question over k compressed documents."""
         return f"Background:\n{self._slots(k)}\n\nQuestion: {question}\nAnswer:"
@@ -251,20 +260,43 @@ class ClaraModel(torch.nn.Module):
 
     # -- the three training objectives -----------------------------------------------------
     def stage1_loss(
-        self, documents: Sequence[str], questions: Sequence[Sequence[str]], answers: Sequence[Sequence[str]]
+        self,
+        documents: Sequence[str],
+        questions: Sequence[Sequence[str]],
+        answers: Sequence[Sequence[str]],
+        kinds: Sequence[str] | None = None,
     ):
-        """Compression pre-training: all QA lines of each document from its compressed form,
-        plus mse_weight × MSE. Returns (total, parts)."""
+        """Compression pre-training: from each compressed document, all its QA lines (a ``qa``
+        record) or its paraphrase (a ``paraphrase`` record: the first answer), plus
+        mse_weight × MSE. Returns (total, parts)."""
+        kinds = kinds or ["qa"] * len(documents)
         memory, mse = self.compress(documents)
         self.use("decoder")
-        targets = [
-            "\n".join(f"Question: {q}\nAnswer: {a}" for q, a in zip(qs, ans, strict=True))
-            for qs, ans in zip(questions, answers, strict=True)
-        ]
-        prompts = [f"Background:\n{self._slots(1)}\n\n"] * len(documents)
+        prompts, targets = [], []
+        for qs, ans, kind in zip(questions, answers, kinds, strict=True):
+            if kind == "paraphrase":
+                prompts.append(self.paraphrase_prompt())
+                targets.append(ans[0])
+            else:
+                prompts.append(f"Background:\n{self._slots(1)}\n\n")
+                targets.append("\n".join(f"Question: {q}\nAnswer: {a}" for q, a in zip(qs, ans, strict=True)))
         ids, mask, labels = self.decoder_batch(prompts, targets)
         ce = self._answer_loss(self.embed_with_memory(ids, memory), mask, labels)
         return ce + self.config.mse_weight * mse, {"ce": ce.item(), "mse": mse.item()}
+
+    @torch.no_grad()
+    def paraphrase(self, memory: torch.Tensor, *, max_new_tokens: int | None = None) -> list[str]:
+        """Greedy text regenerated from each compressed document (memory: docs × n_mem × hidden)."""
+        self.use("decoder")
+        ids, mask, _ = self.decoder_batch([self.paraphrase_prompt()] * memory.shape[0])
+        out = self.lm.generate(
+            inputs_embeds=self.embed_with_memory(ids, memory),
+            attention_mask=mask,
+            max_new_tokens=max_new_tokens or self.config.doc_max_length,
+            do_sample=False,
+            pad_token_id=self.tokenizer.pad_token_id,
+        )
+        return [t.strip() for t in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
 
     def stage2_loss(self, questions: Sequence[str], documents: Sequence[Sequence[str]], answers: Sequence[str]):
         """Instruction tuning: the answer given the question and its k compressed documents."""

@@ -85,9 +85,12 @@ def _batches(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
 
 def _step_loss(model: ClaraModel, stage: int, batch: Sequence[ClaraExample]) -> tuple[torch.Tensor, dict[str, float]]:
     if stage == 1:
-        if any(e.kind == "paraphrase" for e in batch):
-            raise ConfigError("paraphrase records are read but not trained yet; use QA records for stage 1")
-        return model.stage1_loss([e.docs[0] for e in batch], [e.questions for e in batch], [e.answers for e in batch])
+        return model.stage1_loss(
+            [e.docs[0] for e in batch],
+            [e.questions for e in batch],
+            [e.answers for e in batch],
+            [e.kind for e in batch],
+        )
     questions = [e.questions[0] for e in batch]
     answers = [e.answers[0] for e in batch]
     docs = [list(e.docs) for e in batch]
