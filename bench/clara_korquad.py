@@ -100,9 +100,9 @@ def main() -> None:
     )
     model, _ = load_clara(args.work / "stage2" / "model")
     reader = ClaraReader(model, identity="bench", batch_size=4)
-    rows = evaluate_clara(reader, test_normal, k=args.k)
+    rows = evaluate_clara(reader, test_normal, k=args.k, show_progress=True)
     runs.update({f"{name} · BM25 top-{args.k}": row for name, row in rows.items()})
-    oracle = evaluate_clara(reader, test_oracle, k=args.k, baselines=("full-text",))
+    oracle = evaluate_clara(reader, test_oracle, k=args.k, baselines=("full-text",), show_progress=True)
     runs.update({f"{name} · oracle": row for name, row in oracle.items() if "picks" not in name})
     pdf_info = {}
     if args.pdf_questions:
@@ -192,7 +192,7 @@ def pdf_scenario(qa: QASet, second: QASet, reader: ClaraReader, args) -> dict:
     pdf = write_pdf(article.replace("_", " "), paragraphs, args.work / "pdf" / f"{article}.pdf")
     asked = by_article[article][: args.pdf_questions]
     passages, examples = questions_over(str(pdf), asked, k=args.k)
-    rows = evaluate_clara(reader, examples, k=args.k)
+    rows = evaluate_clara(reader, examples, k=args.k, show_progress=True)
     info = {
         "article": article,
         "pdf": str(pdf),

@@ -137,7 +137,7 @@ def eval_qa_cmd(
         cache_dir = workspace / ".cache" / "clara" / identity if cache else None
         reader = ClaraReader(clara, identity=identity, cache_dir=cache_dir)
         base = str(info.get("base", ""))
-        got = evaluate_clara(reader, examples, k=k, baselines=[] if base in bases_done else wanted)
+        got = evaluate_clara(reader, examples, k=k, baselines=[] if base in bases_done else wanted, show_progress=True)
         bases_done.add(base)
         for name, row in got.items():
             if len(models) > 1 and name.startswith("clara"):

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from korag.eval.qa import evaluate_answers
 from korag.memory.clara.data import ClaraExample
@@ -146,6 +147,7 @@ def evaluate_clara(
     k: int | None = None,
     baselines: Sequence[str] = ("closed-book", "full-text"),
     batch_size: int = 8,
+    show_progress: bool = False,
 ) -> dict[str, dict[str, Any]]:
     """Rows for one table: CLaRa (given documents; with the query reasoner choosing k of the
     candidates when records carry `pos_index`) and the baselines, each with EM/F1/cover-EM,
@@ -163,7 +165,8 @@ def evaluate_clara(
         t0 = time.perf_counter()
         preds: list[str] = []
         extra: dict[str, Any] = {}
-        for s in range(0, len(examples), batch_size):
+        starts = range(0, len(examples), batch_size)
+        for s in tqdm(starts, desc=name, unit="batch", disable=not show_progress, leave=False):
             got = fn(slice(s, s + batch_size))
             preds += got[0] if isinstance(got, tuple) else got
             if isinstance(got, tuple):
