@@ -9,8 +9,8 @@ from korag.data.chunk import ChunkConfig, chunk_corpus
 from korag.data.schema import Corpus, QASet, RetrievalSet
 from korag.errors import DataError
 
-Format = Literal["auto", "squad", "korquad", "beir", "jsonl", "pdf", "text", "folder", "sample"]
-FORMATS: tuple[str, ...] = ("auto", "squad", "korquad", "beir", "jsonl", "pdf", "text", "folder", "sample")
+Format = Literal["auto", "squad", "korquad", "hotpotqa", "beir", "jsonl", "pdf", "text", "folder", "sample"]
+FORMATS: tuple[str, ...] = ("auto", "squad", "korquad", "hotpotqa", "beir", "jsonl", "pdf", "text", "folder", "sample")
 SAMPLE = "builtin:sample"
 
 
@@ -25,7 +25,10 @@ def detect_format(path: str | Path) -> str:
         return "beir" if (p / "corpus.jsonl").is_file() else "folder"
     suffix = p.suffix.lower()
     if suffix == ".json":
-        return "korquad"  # reads SQuAD/KorQuAD 1.0 and KorQuAD 2.x alike
+        # HotpotQA is a top-level list; SQuAD/KorQuAD 1.0 and KorQuAD 2.x an object (one reader)
+        with p.open("rb") as fh:
+            head = fh.read(256).lstrip(b"\xef\xbb\xbf \t\r\n")
+        return "hotpotqa" if head.startswith(b"[") else "korquad"
     if suffix == ".jsonl":
         return "jsonl"
     if suffix == ".pdf":
@@ -61,6 +64,10 @@ def load(
         from korag.data.korquad import read_korquad
 
         return read_korquad(path, chunk=chunk)
+    if fmt == "hotpotqa":
+        from korag.data.hotpotqa import read_hotpotqa
+
+        return read_hotpotqa(path)
     if fmt == "beir":
         from korag.data.beir import read_beir
 
