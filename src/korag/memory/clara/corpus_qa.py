@@ -12,14 +12,8 @@ from collections.abc import Sequence
 
 from korag.data.schema import Corpus, QAExample, Queries
 from korag.errors import ConfigError
-from korag.eval.qa import normalize_answer
+from korag.eval.qa import cover_em
 from korag.memory.clara.data import ClaraExample
-
-
-def contains_answer(passage: str, answers: Sequence[str]) -> bool:
-    """Whether a normalised reference answer occurs in the normalised passage."""
-    text = normalize_answer(passage, "korquad")
-    return any((a := normalize_answer(ans, "korquad")) and a in text for ans in answers)
 
 
 def corpus_examples(
@@ -37,7 +31,8 @@ def corpus_examples(
     out = []
     for q in questions:
         docs = tuple(contents[d] for d, _ in hits[q.id][:k])
-        pos = tuple(i for i, d in enumerate(docs) if contains_answer(d, q.answers))
+        # a passage "covers" a reference answer exactly as a prediction does for cover-EM
+        pos = tuple(i for i, d in enumerate(docs) if cover_em(d, q.answers, "korquad"))
         out.append(ClaraExample((q.question,), tuple(q.answers), docs, "qa", pos))
     return out
 

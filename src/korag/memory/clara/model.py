@@ -243,20 +243,25 @@ class ClaraModel(torch.nn.Module):
         return self._answer_loss(self.embed_with_memory(ids, memory), mask, labels)
 
     @torch.no_grad()
-    def answer(self, questions: Sequence[str], memory: torch.Tensor, k: int, *, max_new_tokens: int | None = None):
-        """Greedy answers from compressed documents, cut at the first line break."""
+    def _generate(self, prompts: Sequence[str], memory: torch.Tensor, max_new_tokens: int) -> list[str]:
+        """Greedy continuations of decoder prompts whose memory slots hold `memory`."""
         self.use("decoder")
-        ids, mask, _ = self.decoder_batch([self.qa_prompt(q, k) for q in questions])
-        embeds = self.embed_with_memory(ids, memory)
+        ids, mask, _ = self.decoder_batch(prompts)
         out = self.lm.generate(
-            inputs_embeds=embeds,
+            inputs_embeds=self.embed_with_memory(ids, memory),
             attention_mask=mask,
-            max_new_tokens=max_new_tokens or self.config.max_answer_tokens,
+            max_new_tokens=max_new_tokens,
             do_sample=False,
             pad_token_id=self.tokenizer.pad_token_id,
         )
-        texts = self.tokenizer.batch_decode(out, skip_special_tokens=True)
-        return [t.strip().split("\n")[0].strip() for t in texts]
+        return [t.strip() for t in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
+
+    def answer(self, questions: Sequence[str], memory: torch.Tensor, k: int, *, max_new_tokens: int | None = None):
+        """Greedy answers from compressed documents, cut at the first line break."""
+        texts = self._generate(
+            [self.qa_prompt(q, k) for q in questions], memory, max_new_tokens or self.config.max_answer_tokens
+        )
+        return [t.split("\n")[0].strip() for t in texts]
 
     # -- the three training objectives -----------------------------------------------------
     def stage1_loss(
@@ -284,19 +289,10 @@ class ClaraModel(torch.nn.Module):
         ce = self._answer_loss(self.embed_with_memory(ids, memory), mask, labels)
         return ce + self.config.mse_weight * mse, {"ce": ce.item(), "mse": mse.item()}
 
-    @torch.no_grad()
     def paraphrase(self, memory: torch.Tensor, *, max_new_tokens: int | None = None) -> list[str]:
         """Greedy text regenerated from each compressed document (memory: docs × n_mem × hidden)."""
-        self.use("decoder")
-        ids, mask, _ = self.decoder_batch([self.paraphrase_prompt()] * memory.shape[0])
-        out = self.lm.generate(
-            inputs_embeds=self.embed_with_memory(ids, memory),
-            attention_mask=mask,
-            max_new_tokens=max_new_tokens or self.config.doc_max_length,
-            do_sample=False,
-            pad_token_id=self.tokenizer.pad_token_id,
-        )
-        return [t.strip() for t in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
+        prompts = [self.paraphrase_prompt()] * memory.shape[0]
+        return self._generate(prompts, memory, max_new_tokens or self.config.doc_max_length)
 
     def stage2_loss(self, questions: Sequence[str], documents: Sequence[Sequence[str]], answers: Sequence[str]):
         """Instruction tuning: the answer given the question and its k compressed documents."""
