@@ -384,7 +384,7 @@ def test_stage3_raises_recall_from_the_answer_loss_alone(lm_dir, facts, stage2_d
         stage=3,
         init_from=str(stage2_dir),
         clara=STAGE2_CLARA,
-        max_steps=60,
+        max_steps=120,
         batch_size=8,
         learning_rate=3e-3,
         stage3_trains=["query_reasoner"],

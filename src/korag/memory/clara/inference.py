@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from korag.eval.qa import evaluate_answers
 from korag.memory.clara.data import ClaraExample
 from korag.memory.clara.model import ClaraModel
+from korag.memory.text_rag import TextReader, text_prompt
 
 
 class ClaraReader:
@@ -37,6 +38,7 @@ class ClaraReader:
         self._cache: dict[str, torch.Tensor] = {}
         self.timings = {"compress_seconds": 0.0, "retrieve_seconds": 0.0, "generate_seconds": 0.0}
         self.model.lm.eval()
+        self._text = TextReader(model, max_answer_tokens=model.config.max_answer_tokens)
 
     def _key(self, text: str) -> str:
         cfg = self.model.config
@@ -101,30 +103,12 @@ class ClaraReader:
         docs = [[cands[i] for i in idx] for cands, idx in zip(candidates, chosen, strict=True)]
         return self.answer(questions, docs), chosen
 
-    @torch.no_grad()
     def baseline(self, questions: Sequence[str], docs: Sequence[Sequence[str]] | None = None) -> list[str]:
         """The base LM without adapters: closed-book (no `docs`) or full-text RAG (`docs` as text)."""
-        lm, tok = self.model.lm, self.model.tokenizer
-        prompts = []
-        for i, q in enumerate(questions):
-            background = "" if docs is None else "Background:\n" + "\n\n".join(docs[i]) + "\n\n"
-            prompts.append(f"{background}Question: {q}\nAnswer:")
-        t0 = time.perf_counter()
-        ids, mask, _ = self.model.decoder_batch(prompts)
-        lm.disable_adapters()
-        try:
-            out = lm.generate(
-                input_ids=ids,
-                attention_mask=mask,
-                max_new_tokens=self.model.config.max_answer_tokens,
-                do_sample=False,
-                pad_token_id=tok.pad_token_id,
-            )
-        finally:
-            lm.enable_adapters()
-        self.timings["generate_seconds"] += time.perf_counter() - t0
-        texts = tok.batch_decode(out[:, ids.shape[1] :], skip_special_tokens=True)
-        return [t.strip().split("\n")[0].strip() for t in texts]
+        before = self._text.generate_seconds
+        answers = self._text.answer(questions, docs)
+        self.timings["generate_seconds"] += self._text.generate_seconds - before
+        return answers
 
     def prompt_tokens(self, question: str, docs: Sequence[str]) -> dict[str, int]:
         """Prompt length with compressed documents vs with their text, and the documents' tokens."""
@@ -132,7 +116,7 @@ class ClaraReader:
         cap = self.model.config.doc_max_length
         doc_tokens = [min(cap, len(tok(d, add_special_tokens=False)["input_ids"])) for d in docs]
         compressed = len(tok(self.model.qa_prompt(question, len(docs)), add_special_tokens=False)["input_ids"])
-        text = f"Background:\n{chr(10).join(docs)}\n\nQuestion: {question}\nAnswer:"
+        text = text_prompt(question, docs)
         return {
             "clara": compressed,
             "full_text": len(tok(text, add_special_tokens=False)["input_ids"]),

@@ -12,6 +12,8 @@ import torch
 
 from korag import atomic
 from korag.errors import ModelError
+from korag.memory.adapters import lora_state
+from korag.memory.base_lm import load_base_lm
 from korag.memory.clara.model import ADAPTERS, ClaraConfig, ClaraModel
 
 STATE = "clara_state.pt"
@@ -22,7 +24,7 @@ def trained_state(model: ClaraModel) -> dict[str, torch.Tensor]:
     """Every LoRA weight and the added tokens' rows of the input and output embeddings (the
     memory rows are trained; ``<ENC>``/``<SEP>`` and the output rows are random at resize time
     and must come back identical)."""
-    state = {n: p.detach().cpu().clone() for n, p in model.lm.named_parameters() if "lora_" in n}
+    state = lora_state(model.lm)
     ids = model.added_ids
     state["added_rows"] = model.lm.get_input_embeddings().weight.detach()[ids].cpu().clone()
     out = model.lm.get_output_embeddings()
@@ -60,18 +62,9 @@ def save_clara(model: ClaraModel, directory: str | Path, *, base: str, extra: di
 
 
 def build_clara(base: str, config: ClaraConfig, *, adapters=ADAPTERS, device: str = "cpu") -> ClaraModel:
-    """A fresh CLaRa model over the base LM at `base` (a directory; GGUF files are converted once)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    path = Path(base)
-    if path.suffix == ".gguf" or base == "gemma3-270m":
-        from korag.synth.llm import convert_gguf, gemma_gguf
-
-        path = convert_gguf(gemma_gguf() if base == "gemma3-270m" else path)
-    if not (path / "config.json").is_file():
-        raise ModelError(f"{base}: not a causal LM directory (no config.json)")
-    lm = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32).to(device)
-    return ClaraModel(lm, AutoTokenizer.from_pretrained(str(path)), config, adapters=adapters)
+    """A fresh CLaRa model over the base LM `base` (see `korag.memory.base_lm.resolve_base`)."""
+    lm, tokenizer = load_base_lm(base, device=device)
+    return ClaraModel(lm, tokenizer, config, adapters=adapters)
 
 
 def load_clara(directory: str | Path, *, device: str = "cpu") -> tuple[ClaraModel, dict[str, Any]]:

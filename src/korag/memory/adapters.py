@@ -1,0 +1,94 @@
+"""LoRA adapters on a causal LM, for every memory model (CLaRa, parametric QA).
+
+Adapters are injected by peft (through transformers' integration, so several named adapters can
+live on one model and be switched), and their parameters are found through peft's own layer
+classes — each `BaseTunerLayer` lists its adapter sub-modules by adapter name — never by
+matching parameter names: a name test is how a frozen-LM freeze can silently keep LoRA frozen
+too, or catch a base weight whose name happens to contain "lora".
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Iterator
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class LoraSettings(BaseModel):
+    """Rank, scale, dropout and target modules of one LoRA adapter."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    r: int = Field(16, gt=0)
+    alpha: int = Field(32, gt=0)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    targets: str | list[str] = "all-linear"
+
+
+def add_lora(lm, name: str, settings: LoraSettings) -> None:
+    """Inject a LoRA adapter called `name` into `lm` (a transformers causal LM)."""
+    from peft import LoraConfig
+
+    with warnings.catch_warnings():  # several adapters on one model is intended
+        warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+        lm.add_adapter(
+            LoraConfig(
+                r=settings.r,
+                lora_alpha=settings.alpha,
+                lora_dropout=settings.dropout,
+                target_modules=settings.targets,
+                task_type="CAUSAL_LM",
+            ),
+            adapter_name=name,
+        )
+
+
+def named_lora_parameters(lm, adapters: Iterable[str] | None = None) -> Iterator[tuple[str, str, torch.nn.Parameter]]:
+    """(adapter, parameter name, parameter) of every LoRA weight in `lm`, optionally only those
+    of `adapters`. The name is the one `lm.named_parameters()` gives, stable across rebuilds of
+    the same model (what saving and loading key on)."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    wanted = None if adapters is None else set(adapters)
+    names = {id(p): n for n, p in lm.named_parameters()}
+    for module_name, module in lm.named_modules():
+        if not isinstance(module, BaseTunerLayer):
+            continue
+        for layer_name in module.adapter_layer_names:
+            holder = getattr(module, layer_name, None)
+            if holder is None:
+                continue
+            for adapter, part in holder.items():
+                if wanted is not None and adapter not in wanted:
+                    continue
+                params = [part] if isinstance(part, torch.nn.Parameter) else list(part.parameters())
+                for p in params:
+                    yield adapter, names.get(id(p), f"{module_name}.{layer_name}.{adapter}"), p
+
+
+def lora_parameters(lm, adapters: Iterable[str] | None = None) -> list[torch.nn.Parameter]:
+    """The LoRA weights of `adapters` (all adapters when None)."""
+    return [p for _, _, p in named_lora_parameters(lm, adapters)]
+
+
+def set_lora_trainable(lm, adapters: Iterable[str]) -> None:
+    """Make exactly the LoRA weights of `adapters` trainable (peft freezes inactive adapters on a
+    switch, which would cut the gradient of a step that uses two of them)."""
+    keep = set(adapters)
+    for adapter, _, p in named_lora_parameters(lm):
+        p.requires_grad_(adapter in keep)
+
+
+def lora_state(lm) -> dict[str, torch.Tensor]:
+    """Every LoRA weight of `lm`, by the names `named_lora_parameters` gives, on the CPU."""
+    return {name: p.detach().cpu().clone() for _, name, p in named_lora_parameters(lm)}
+
+
+def freeze_base(lm) -> None:
+    """Freeze every weight of `lm` that is not a LoRA weight."""
+    lora = {id(p) for p in lora_parameters(lm)}
+    for p in lm.parameters():
+        if id(p) not in lora:
+            p.requires_grad_(False)
