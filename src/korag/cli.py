@@ -40,12 +40,14 @@ app.add_typer(export_app, name="export")
 
 from korag.cli_lexicon import lexicon_app  # noqa: E402  (sub-apps defined in their own modules)
 from korag.cli_memory import eval_qa_cmd, train_clara_cmd  # noqa: E402
+from korag.cli_pqa import train_pqa_cmd  # noqa: E402
 from korag.cli_synth import llm_app, synth_app  # noqa: E402
 
 app.add_typer(llm_app, name="llm")
 app.add_typer(synth_app, name="synth")
 app.add_typer(lexicon_app, name="lexicon")
 train_app.command("clara")(train_clara_cmd)
+train_app.command("pqa")(train_pqa_cmd)
 eval_app.command("qa")(eval_qa_cmd)
 
 out = Console()

@@ -74,13 +74,18 @@ def eval_qa_cmd(
     data: Annotated[
         Path,
         typer.Argument(
-            help="ml-clara stage-2/3 JSONL (question, docs, answer, pos_index); with --corpus, questions JSONL"
+            help="clara: ml-clara stage-2/3 JSONL (question, docs, answer, pos_index), with --corpus questions "
+            "JSONL; pqa: the QA set the model was written from (KorQuAD, SQuAD, HotpotQA, …)"
         ),
     ],
     model: Annotated[
         list[Path],
-        typer.Option(help="CLaRa model directory (the model/ of a training run); repeat to compare (e.g. rates)"),
+        typer.Option(help="model directory (the model/ of a training run); clara: repeat to compare (e.g. rates)"),
     ],
+    system: Annotated[str, typer.Option(help="clara | pqa (parametric QA and its baselines)")] = "clara",
+    clara: Annotated[Path | None, typer.Option(help="pqa: a CLaRa model to add as a row")] = None,
+    xrag: Annotated[Path | None, typer.Option(help="pqa: an xRAG-style model (memory=encoder) to add")] = None,
+    multihop: Annotated[bool, typer.Option(help="pqa: questions need several documents; add iterative hops")] = False,
     corpus: Annotated[
         Path | None,
         typer.Option(
@@ -89,9 +94,13 @@ def eval_qa_cmd(
     ] = None,
     k: Annotated[int | None, typer.Option(help="documents per question (default: the model's top_k)")] = None,
     chunk_tokens: Annotated[int, typer.Option(help="with --corpus: words per passage")] = 80,
-    baselines: Annotated[str, typer.Option(help="comma-separated: closed-book, full-text ('' for none)")] = (
-        "closed-book,full-text"
-    ),
+    baselines: Annotated[
+        str | None,
+        typer.Option(
+            help="comma-separated ('' for none); clara: closed-book, full-text (default both); "
+            "pqa: closed-book, bm25, dense, hybrid, oracle (default all)"
+        ),
+    ] = None,
     limit: Annotated[int | None, typer.Option(help="evaluate the first N records")] = None,
     workspace: Annotated[
         Path, typer.Option("--workspace", "-w", help="compressed documents are kept in WORKSPACE/.cache/clara")
@@ -100,8 +109,33 @@ def eval_qa_cmd(
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | mps")] = "auto",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="write rows (with predictions) as JSON")] = None,
 ) -> None:
-    """EM/F1/cover-EM, retrieval recall, compression and latency of CLaRa against its baselines."""
+    """EM/F1 of CLaRa (or parametric QA) against its baselines, with retrieval, compression and latency."""
     from rich.table import Table
+
+    if system == "pqa":
+        from korag.cli_pqa import eval_pqa
+        from korag.memory.pqa.compare import TEXT_BASELINES
+
+        if len(model) != 1:
+            raise ConfigError("--system pqa takes one --model")
+        wanted = list(TEXT_BASELINES) if baselines is None else [b.strip() for b in baselines.split(",") if b.strip()]
+        eval_pqa(
+            data,
+            model[0],
+            k=k or 1,
+            baselines=wanted,
+            clara=clara,
+            xrag=xrag,
+            multihop=multihop,
+            limit=limit,
+            device=device,
+            output=output,
+        )
+        return
+    if system != "clara":
+        raise ConfigError("--system must be clara or pqa")
+    if baselines is None:
+        baselines = "closed-book,full-text"
 
     from korag import atomic
     from korag.memory.clara.data import read_clara_jsonl

@@ -73,7 +73,8 @@ def plot_metrics(runs: Sequence[RunSummary], metrics: Sequence[str], path: str |
         bars = ax.bar(x + (i - (len(runs) - 1) / 2) * width, vals, width, label=r.name)
         ax.bar_label(bars, labels=[f"{v:.3f}" for v in vals], fontsize=7, padding=1, rotation=90)
     ax.set_xticks(x, metrics)
-    ax.set_ylim(0, 1.12)
+    top = max((r.metrics.get(m, 0.0) for r in runs for m in metrics), default=1.0)
+    ax.set_ylim(0, 1.12 * max(1.0, top))  # IR metrics are fractions, QA scores percentages
     ax.set_ylabel("score")
     if title:
         ax.set_title(title)

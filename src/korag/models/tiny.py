@@ -139,3 +139,45 @@ def build_tiny_causal_lm(
         model.save_pretrained(tmp)
         fast.save_pretrained(tmp)
     return Path(path)
+
+
+def pretrain_tiny_causal_lm(
+    path: str | Path,
+    texts: Iterable[str],
+    *,
+    steps: int = 300,
+    batch_size: int = 32,
+    learning_rate: float = 3e-3,
+    seed: int = 0,
+) -> Path:
+    """Train every weight of the tiny LM at `path` on `texts` (next-token loss) and save it in
+    place: a stand-in for a pre-trained LM that knows the language of a synthetic corpus, so that
+    what a frozen LM must be told (the memory tests) is the documents' content, not their words."""
+    import random
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    tok = AutoTokenizer.from_pretrained(str(path))
+    model = AutoModelForCausalLM.from_pretrained(str(path))
+    rows = [[tok.bos_token_id, *tok(t, add_special_tokens=False)["input_ids"], tok.eos_token_id] for t in texts]
+    opt = torch.optim.AdamW(model.parameters(), lr=learning_rate)
+    model.train()
+    for _ in range(steps):
+        batch = rng.sample(rows, min(batch_size, len(rows)))
+        width = max(len(r) for r in batch)
+        ids = torch.full((len(batch), width), tok.pad_token_id)
+        labels = torch.full((len(batch), width), -100)
+        for i, r in enumerate(batch):
+            ids[i, : len(r)] = torch.tensor(r)
+            labels[i, : len(r)] = torch.tensor(r)
+        loss = model(input_ids=ids, attention_mask=(labels != -100).long(), labels=labels).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with atomic.atomic_directory(path, overwrite=True) as tmp:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+    return Path(path)

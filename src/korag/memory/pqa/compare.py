@@ -1,0 +1,145 @@
+"""One table: a trained parametric-QA model and every baseline on the same questions (see
+`korag.memory.pqa.baselines`), plus its write quality — what `korag eval qa --system pqa` and
+`bench/pqa_korquad.py` print."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from korag.data.schema import Corpus, QAExample
+from korag.errors import ConfigError
+from korag.memory.pqa.baselines import clara_row, retrieved_rows, text_baselines, xrag_row
+from korag.memory.pqa.evaluate import evaluate_reading, write_quality
+from korag.memory.pqa.inference import Intermediate, PQAReader
+from korag.memory.pqa.query import QueryEmbeddings, load_query_encoder
+from korag.memory.pqa.store import load_pqa
+from korag.memory.pqa.train import read_records, written_with_title
+from korag.memory.text_rag import TextReader
+
+TEXT_BASELINES = ("closed-book", "bm25", "dense", "hybrid", "oracle")
+QA_COLUMNS = ("em_squad", "f1_squad", "em_korquad", "f1_korquad", "all_gold_selected")
+
+
+def pool_corpus(corpus: Corpus, doc_ids: Sequence[str], source: str = "") -> Corpus:
+    """The written documents, in the pool's order, from `corpus`."""
+    missing = [d for d in doc_ids if d not in corpus]
+    if missing:
+        raise ConfigError(
+            f"{source or 'the data'} lacks {len(missing)} of the model's {len(doc_ids)} documents "
+            f"(e.g. {missing[0]!r}): evaluate on the data the model was written from"
+        )
+    return corpus.subset([corpus.index_of(d) for d in doc_ids])
+
+
+def compare_systems(
+    pqa_dir: str | Path,
+    corpus: Corpus,
+    examples: Sequence[QAExample],
+    *,
+    k: int = 1,
+    baselines: Sequence[str] = TEXT_BASELINES,
+    clara_dir: str | Path | None = None,
+    xrag_dir: str | Path | None = None,
+    multihop: bool = False,
+    intermediate: Intermediate | None = None,
+    write: bool = True,
+    identify: int = 100,
+    regenerate: int = 10,
+    device: str = "cpu",
+    batch_size: int = 8,
+    show_progress: bool = False,
+) -> dict[str, Any]:
+    """{"rows": {system: metrics}, "write": write quality, "questions": n, "k": k} for the PQA
+    model at `pqa_dir` and the chosen baselines over its written documents."""
+    unknown = [b for b in baselines if b not in TEXT_BASELINES]
+    if unknown:
+        raise ConfigError(f"unknown baseline(s) {', '.join(unknown)}; choose from {', '.join(TEXT_BASELINES)}")
+    model, selector, _, info = load_pqa(pqa_dir, device=device)
+    pool = pool_corpus(corpus, info["doc_ids"], str(pqa_dir))
+    records = read_records(examples, info["doc_ids"])
+    if not records:
+        raise ConfigError(f"none of the {len(examples)} questions has an answer and its documents among the model's")
+    with_title = written_with_title(info)
+    encoder_name = info.get("encoder")
+    queries = QueryEmbeddings(load_query_encoder(encoder_name), device=device) if encoder_name else None
+    reader = PQAReader(model, selector, queries)
+    if intermediate is None:
+        intermediate = info.get("records", {}).get("read", {}).get("config", {}).get("intermediate", "answer")
+    rows: dict[str, dict[str, Any]] = evaluate_reading(
+        reader,
+        records,
+        info["doc_ids"],
+        k=k,
+        multihop=multihop,
+        intermediate=intermediate,  # type: ignore[arg-type]
+        batch_size=batch_size,
+        show_progress=show_progress,
+    )
+    width = max(len(g) for _, g in records) if multihop else k
+    retrieved: dict[str, list[list[int]]] = {}
+    needs_dense = any(b in baselines for b in ("dense", "hybrid")) or xrag_dir is not None
+    if needs_dense and not encoder_name:
+        raise ConfigError("dense and hybrid baselines need the model's encoder (train the read phase first)")
+    bm25 = dense = None
+    if "bm25" in baselines or "hybrid" in baselines or clara_dir is not None:
+        from korag.retrieval.bm25 import BM25Retriever
+
+        bm25 = BM25Retriever("bigram-stem", with_title=with_title)
+        bm25.index(pool)
+        retrieved["BM25"] = retrieved_rows(bm25, pool, records, width)
+    if needs_dense:
+        from korag.retrieval.dense import DenseRetriever
+
+        dense = DenseRetriever(queries.encoder.model, with_title=with_title)  # type: ignore[union-attr]
+        dense.index(pool)
+        retrieved["dense"] = retrieved_rows(dense, pool, records, width)
+    if "hybrid" in baselines:
+        from korag.retrieval.fusion import HybridRetriever
+
+        hybrid = HybridRetriever([bm25, dense], method="rrf")  # type: ignore[list-item]
+        hybrid.index(pool)
+        retrieved["hybrid"] = retrieved_rows(hybrid, pool, records, width)
+    text = TextReader(model, max_answer_tokens=model.config.max_answer_tokens)
+    shown = {n: r for n, r in retrieved.items() if n.lower() in baselines}
+    rows.update(
+        text_baselines(
+            text,
+            pool,
+            records,
+            k=width,
+            retrieved=shown,
+            with_title=with_title,
+            closed_book="closed-book" in baselines,
+            oracle="oracle" in baselines,
+            batch_size=batch_size,
+        )
+    )
+    if clara_dir is not None:
+        from korag.memory.clara.inference import ClaraReader
+        from korag.memory.clara.store import load_clara
+
+        clara, _ = load_clara(clara_dir, device=device)
+        rows[f"CLaRa (BM25 top-{width}, compressed)"] = clara_row(
+            ClaraReader(clara), pool, records, retrieved["BM25"], batch_size=batch_size
+        )
+        del clara
+    if xrag_dir is not None:
+        xmodel, _, _, xinfo = load_pqa(xrag_dir, device=device)
+        if xinfo["doc_ids"] != info["doc_ids"]:
+            raise ConfigError(f"{xrag_dir} was written from other documents than {pqa_dir}")
+        rows[f"xRAG (dense top-{width}, 1 token each)"] = xrag_row(
+            PQAReader(xmodel, None, None), records, retrieved["dense"], batch_size=batch_size
+        )
+        del xmodel
+    result: dict[str, Any] = {"rows": rows, "questions": len(records), "k": width, "documents": len(pool)}
+    if write:
+        result["write"] = write_quality(
+            model,
+            pool.contents(with_title),
+            identify=identify,
+            regenerate=regenerate,
+            show_progress=show_progress,
+        )
+    return result

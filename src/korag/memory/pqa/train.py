@@ -1,0 +1,362 @@
+"""The two training phases of parametric QA, on the memory models' shared loop (resumable,
+TensorBoard, device chosen at run time).
+
+| phase | learns | loss |
+|---|---|---|
+| write | the batch's z rows (SparseAdam: only they move), the projection | NLL of each document from its z |
+| read | the selector; optionally LM (LoRA), z, projection, each at its own rate | L_qa + α·L_retrieval |
+
+Read-phase records are a QA set's questions whose documents are in the written pool. With
+``train_with='selected'`` the LM reads the selector's top-k through a straight-through top-k
+(hard in the forward pass, soft gradient to the scores, shared with CLaRa), so L_qa trains the
+selector too; with ``'gold'`` it reads the gold documents and the selector learns from
+L_retrieval alone. Multi-hop records (``hops='iterative'``, two or more documents in hop order)
+add the second hop's retrieval term, with the query extended by the bridge (the title of the
+second document, HotpotQA's bridge entity), and an intermediate-answer term from the first hop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import Field
+
+from korag import atomic
+from korag.data.schema import Corpus, QAExample
+from korag.errors import ConfigError
+from korag.memory.adapters import LoraSettings, lora_parameters
+from korag.memory.clara.topk import differentiable_topk
+from korag.memory.loop import LoopSettings, resolve_device, run_loop
+from korag.memory.pqa.fast_write import FastWriteInit, document_features
+from korag.memory.pqa.model import ParametricQA, PQAConfig
+from korag.memory.pqa.query import QueryEmbeddings, bridge_query, load_query_encoder
+from korag.memory.pqa.selectors import Selector, SelectorConfig, exclude, make_selector, retrieval_loss
+from korag.memory.pqa.store import build_pqa, load_model_state, load_pqa, model_state, save_pqa
+
+
+class WriteConfig(LoopSettings):
+    """Settings of the write phase."""
+
+    base: str = Field(description="base causal LM: a directory, a .gguf file or 'gemma3-270m'")
+    pqa: PQAConfig = PQAConfig()
+    encoder: str | None = Field(None, description="dense encoder (needed for memory='encoder', kept for reading)")
+    lr_z: float = Field(1e-2, gt=0)
+    lr_projection: float = Field(1e-3, ge=0, description="0 keeps the projection at its initialisation")
+    token_dropout: float = Field(0.0, ge=0, lt=1)
+    with_title: bool = True
+    fit_fast_init: bool = True
+    device: str = "auto"
+    epochs: float = Field(30.0, gt=0)
+    batch_size: int = Field(8, gt=0)
+    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    save_steps: int = Field(200, gt=0)
+
+
+class ReadConfig(LoopSettings):
+    """Settings of the read phase."""
+
+    init_from: str = Field(description="the written PQA directory (a write phase's model/)")
+    encoder: str | None = Field(None, description="dense query encoder (default: the one the write phase kept)")
+    selector: SelectorConfig = SelectorConfig()
+    top_k: int = Field(1, gt=0)
+    retrieval_weight: float = Field(0.1, ge=0, description="α of L_qa + α·L_retrieval")
+    qa_weight: float = Field(1.0, ge=0, description="0 trains the selector from L_retrieval alone (no LM pass)")
+    train_with: Literal["selected", "gold"] = "selected"
+    hops: Literal["single", "iterative"] = "single"
+    intermediate: Literal["answer", "document"] = Field(
+        "answer",
+        description="iterative hops: re-select with the question + the LM's intermediate answer (trained on the "
+        "bridge: the second document's title) or + the first document's text (at inference: regenerated from its z)",
+    )
+    lora: LoraSettings | None = Field(None, description="a LoRA adapter on the LM (None: the LM stays frozen)")
+    lr_lm: float = Field(1e-4, ge=0)
+    lr_z: float = Field(0.0, ge=0, description="0 keeps the written memories fixed")
+    lr_projection: float = Field(1e-4, ge=0)
+    lr_selector: float = Field(1e-3, gt=0)
+    device: str = "auto"
+    epochs: float = Field(10.0, gt=0)
+    batch_size: int = Field(8, gt=0)
+    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    save_steps: int = Field(200, gt=0)
+
+
+def _run_record(loop, extra: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "steps": loop.steps,
+        "seconds": loop.seconds,
+        "first_loss": loop.first_loss,
+        "last_loss": loop.last_loss,
+        "history": loop.history,
+        **extra,
+    }
+
+
+def write_documents(
+    corpus: Corpus, config: WriteConfig, output: str | Path, *, resume: bool = True, show_progress: bool = True
+) -> dict[str, Any]:
+    """Write every document of `corpus` into its own memory; saves ``model/`` (a PQA directory),
+    ``training.json`` and ``tensorboard/`` under `output`. Returns the run record."""
+    out = Path(output)
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    docs = corpus.contents(config.with_title)
+    vectors = None
+    if config.pqa.memory == "encoder":
+        if not config.encoder:
+            raise ConfigError("memory='encoder' (xRAG) needs an encoder")
+        vectors = load_query_encoder(config.encoder).encode_passages(docs, show_progress=show_progress)
+        if vectors.shape[1] != config.pqa.z_dim:
+            raise ConfigError(f"memory='encoder': z_dim must be the encoder's width ({vectors.shape[1]})")
+    model = build_pqa(config.base, config.pqa, len(docs), device=device, encoder_vectors=vectors)
+    optimizers: list[torch.optim.Optimizer] = []
+    if config.pqa.memory == "learned":
+        optimizers.append(torch.optim.SparseAdam([model.pool], lr=config.lr_z))
+    proj = list(model.projection.parameters())
+    if config.lr_projection > 0:
+        optimizers.append(torch.optim.AdamW(proj, lr=config.lr_projection, weight_decay=0.0))
+    else:
+        for p in proj:
+            p.requires_grad_(False)
+    if not optimizers:
+        raise ConfigError("nothing to write: memory='encoder' needs lr_projection > 0")
+    sparse = config.pqa.memory == "learned"
+
+    def step(batch: list[int]):
+        return model.write_loss(
+            [docs[i] for i in batch], model.memory(batch, sparse=sparse), token_dropout=config.token_dropout
+        )
+
+    loop = run_loop(
+        len(docs),
+        step,
+        optimizers,
+        config,
+        out,
+        save_state=lambda: model_state(model, None),
+        load_state=lambda s: load_model_state(model, None, s),
+        config=config,
+        resume=resume,
+        desc="PQA write",
+        show_progress=show_progress,
+        clip=proj,
+    )
+    fast = None
+    if config.fit_fast_init and config.pqa.memory == "learned":
+        fast = FastWriteInit.fit(document_features(model, docs), model.memory())
+    record = _run_record(
+        loop, {"phase": "write", "documents": len(docs), "device": device, "with_title": config.with_title}
+    )
+    save_pqa(
+        model,
+        out / "model",
+        base=config.base,
+        doc_ids=corpus.ids,
+        encoder=config.encoder,
+        fast_init=fast,
+        records={"write": {k: v for k, v in record.items() if k != "history"}},
+    )
+    atomic.write_json(out / "training.json", record)
+    return record
+
+
+def written_with_title(info: dict[str, Any]) -> bool:
+    """Whether the written documents were title + text (the write phase's setting)."""
+    return bool(info.get("records", {}).get("write", {}).get("with_title", True))
+
+
+def read_records(examples: Sequence[QAExample], doc_ids: Sequence[str]) -> list[tuple[QAExample, tuple[int, ...]]]:
+    """Examples with an answer whose documents are all in the pool, with their pool rows."""
+    row = {d: i for i, d in enumerate(doc_ids)}
+    out = []
+    for e in examples:
+        if e.answers and e.doc_ids and all(d in row for d in e.doc_ids):
+            out.append((e, tuple(row[d] for d in e.doc_ids)))
+    return out
+
+
+class ReadStep:
+    """One read-phase step: selection, straight-through reading, the two losses."""
+
+    def __init__(
+        self,
+        model: ParametricQA,
+        selector: Selector,
+        queries: QueryEmbeddings,
+        records: Sequence[tuple[QAExample, tuple[int, ...]]],
+        config: ReadConfig,
+        titles: Sequence[str],
+        texts: Sequence[str],
+    ) -> None:
+        self.model, self.selector, self.queries, self.records, self.config = model, selector, queries, records, config
+        self.titles = titles
+        self.texts = texts
+
+    def hop_query(self, question: str, gold: tuple[int, ...]) -> str:
+        """The second hop's training query (see `ReadConfig.intermediate`)."""
+        found = self.titles[gold[1]] if self.config.intermediate == "answer" else self.texts[gold[0]]
+        return bridge_query(question, found)
+
+    def _read(self, scores: torch.Tensor, gold: list[tuple[int, ...]], k: int, z: torch.Tensor) -> torch.Tensor:
+        if self.config.train_with == "gold":
+            return torch.stack([z[[*g[:k], *[g[0]] * (k - len(g[:k]))]] for g in gold])
+        w, _ = differentiable_topk(scores, k, 1.0)
+        return torch.einsum("bkn,nmd->bkmd", w.to(z.dtype), z)
+
+    def _one_hop(self, recs, z: torch.Tensor, k: int):
+        questions = [e.question for e, _ in recs]
+        gold = [g for _, g in recs]
+        scores = self.selector.scores(self.queries.get(questions), z)
+        l_ret = retrieval_loss(scores, gold)
+        if self.config.qa_weight > 0:
+            answers = [e.answers[0] for e, _ in recs]
+            l_qa = self.model.qa_loss(questions, self._read(scores, gold, k, z), answers)
+        else:
+            l_qa = torch.zeros((), device=scores.device)
+        return l_qa, l_ret, scores, {}
+
+    def _two_hops(self, recs, z: torch.Tensor):
+        questions = [e.question for e, _ in recs]
+        answers = [e.answers[0] for e, _ in recs]
+        gold = [g for _, g in recs]
+        scores = self.selector.scores(self.queries.get(questions), z)
+        q2 = self.queries.get([self.hop_query(q, g) for q, g in zip(questions, gold, strict=True)])
+        s2 = exclude(self.selector.scores(q2, z), [[g[0]] for g in gold])
+        l_ret = retrieval_loss(scores, [(g[0],) for g in gold]) + retrieval_loss(s2, [(g[1],) for g in gold])
+        if self.config.qa_weight == 0:
+            return torch.zeros((), device=scores.device), l_ret, scores, {}
+        if self.config.train_with == "gold":
+            read = torch.stack([z[[g[0], g[1]]] for g in gold])
+        else:
+            w = torch.cat([differentiable_topk(scores, 1, 1.0)[0], differentiable_topk(s2, 1, 1.0)[0]], 1)
+            read = torch.einsum("bkn,nmd->bkmd", w.to(z.dtype), z)
+        l_qa = self.model.qa_loss(questions, read, answers)
+        if self.config.intermediate == "document":  # the first hop's text comes from the write phase
+            return l_qa, l_ret, scores, {}
+        bridges = [self.titles[g[1]] for g in gold]
+        l_bridge = self.model.qa_loss(questions, read[:, :1], bridges, kind="bridge")
+        return l_qa + l_bridge, l_ret, scores, {"bridge": l_bridge.item()}
+
+    def __call__(self, batch: list[int]) -> tuple[torch.Tensor, dict[str, float]]:
+        recs = [self.records[i] for i in batch]
+        z = self.model.memory()
+        iterative = self.config.hops == "iterative"
+        # iterative training mixes two-hop records with one-hop ones (which teach the selector
+        # every document's key and the LM to read each memory); each group keeps its own losses
+        groups = [
+            ([r for r in recs if not iterative or len(r[1]) < 2], False),
+            ([r for r in recs if iterative and len(r[1]) >= 2], True),
+        ]
+        total = torch.zeros((), device=z.device)
+        parts: dict[str, float] = {"qa": 0.0, "retrieval": 0.0}
+        hits: list[bool] = []
+        for group, two_hops in groups:
+            if not group:
+                continue
+            if two_hops:
+                l_qa, l_ret, scores, extra = self._two_hops(group, z)
+            else:
+                l_qa, l_ret, scores, extra = self._one_hop(group, z, 1 if iterative else self.config.top_k)
+            share = len(group) / len(recs)
+            total = total + share * (self.config.qa_weight * l_qa + self.config.retrieval_weight * l_ret)
+            parts["qa"] += share * l_qa.item()
+            parts["retrieval"] += share * l_ret.item()
+            parts.update(extra)
+            hits += [t in g for t, (_, g) in zip(scores.argmax(-1).tolist(), group, strict=True)]
+        parts["recall@1"] = sum(hits) / len(hits)
+        return total, parts
+
+
+def train_read(
+    corpus: Corpus,
+    examples: Sequence[QAExample],
+    config: ReadConfig,
+    output: str | Path,
+    *,
+    resume: bool = True,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Train the selector (and whatever else the learning rates allow) on questions over the
+    written documents; saves ``model/`` (a PQA directory with the selector) under `output`."""
+    out = Path(output)
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    model, selector, fast, info = load_pqa(config.init_from, device=device)
+    encoder_name = config.encoder or info.get("encoder")
+    if not encoder_name:
+        raise ConfigError("the read phase needs a dense query encoder (--encoder)")
+    records = read_records(examples, info["doc_ids"])
+    if not records:
+        raise ConfigError(
+            f"none of the {len(examples)} questions has an answer and all its documents in the written pool "
+            f"({len(info['doc_ids'])} documents of {config.init_from})"
+        )
+    if config.hops == "iterative" and not any(len(g) >= 2 for _, g in records):
+        raise ConfigError("hops='iterative' needs questions with two or more documents in hop order")
+    encoder = load_query_encoder(encoder_name)
+    titles = [corpus.get(d).title if d in corpus else "" for d in info["doc_ids"]]
+    contents = [corpus.get(d).content(written_with_title(info)) if d in corpus else "" for d in info["doc_ids"]]
+    queries = QueryEmbeddings(encoder, device=device)
+    step = ReadStep(model, selector, queries, records, config, titles, contents)  # type: ignore[arg-type]
+    texts = [e.question for e, _ in records]
+    if config.hops == "iterative":
+        texts += [step.hop_query(e.question, g) for e, g in records if len(g) >= 2]
+    queries.add(texts, show_progress=show_progress)
+    # a read phase may continue an earlier one (e.g. after a selector-only warm-up): same selector kind
+    # and query width keep its weights, anything else starts fresh
+    if selector is None or selector.config.kind != config.selector.kind or selector.query_dim != queries.dim:
+        selector = make_selector(config.selector, queries.dim, model.config.z_dim).to(device)
+    step.selector = selector
+    if config.lora is not None and model.lora is None:
+        model.add_reader_lora(config.lora)
+    groups: list[dict[str, Any]] = [{"params": list(selector.parameters()), "lr": config.lr_selector}]
+    if model.lora is not None and config.lr_lm > 0:
+        groups.append({"params": lora_parameters(model.lm, ["reader"]), "lr": config.lr_lm})
+    elif model.lora is not None:
+        for p in lora_parameters(model.lm, ["reader"]):
+            p.requires_grad_(False)
+    proj = list(model.projection.parameters())
+    if config.lr_projection > 0:
+        groups.append({"params": proj, "lr": config.lr_projection})
+    else:
+        for p in proj:
+            p.requires_grad_(False)
+    if config.lr_z > 0 and model.config.memory == "learned":
+        groups.append({"params": [model.pool], "lr": config.lr_z})
+    else:
+        model.pool.requires_grad_(False)
+    optimizer = torch.optim.AdamW(groups, weight_decay=0.0)
+    trained = [p for g in groups for p in g["params"]]
+    model.lm.train()
+    loop = run_loop(
+        len(records),
+        step,
+        [optimizer],
+        config,
+        out,
+        save_state=lambda: model_state(model, selector, fast),
+        load_state=lambda s: load_model_state(model, selector, s),
+        config=config,
+        resume=resume,
+        desc="PQA read",
+        show_progress=show_progress,
+        clip=trained,
+    )
+    model.lm.eval()
+    record = _run_record(loop, {"phase": "read", "questions": len(records), "device": device})
+    records_info = dict(info.get("records", {}))
+    records_info["read"] = {**{k: v for k, v in record.items() if k != "history"}, "config": config.model_dump()}
+    save_pqa(
+        model,
+        out / "model",
+        base=info["base"],
+        doc_ids=info["doc_ids"],
+        encoder=encoder_name,
+        selector=selector,
+        fast_init=fast,
+        records=records_info,
+    )
+    atomic.write_json(out / "training.json", record)
+    return record
