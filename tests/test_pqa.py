@@ -404,3 +404,66 @@ def test_cli_trains_both_phases_and_compares_with_baselines(world, lm_dir, encod
     assert "write quality" in r.stdout and "identification" in r.stdout
     r = run_cli("train", "pqa", str(data), "--phase", "read", "-o", str(tmp_path / "x"))
     assert r.returncode != 0 and "--init-from" in r.stderr and "Traceback" not in r.stderr
+
+
+# -- the pqa flow and sweeps ---------------------------------------------------------------------
+def _tiny_recipe(tmp_path, world, lm_dir, encoder_dir) -> Path:
+    import yaml
+
+    data = tmp_path / "world.json"
+    data.write_text(json.dumps(world.hotpotqa(world.one_hop()[:24]), ensure_ascii=False), encoding="utf-8")
+    recipe = {
+        "name": "tiny-pqa",
+        "flow": "pqa",
+        "data": {"path": str(data)},
+        "base": str(lm_dir),
+        "encoder": str(encoder_dir),
+        "device": "cpu",
+        "write": {"m_tokens": 1, "z_dim": 8, "max_doc_tokens": 48, "max_docs": 12, "max_steps": 8,
+                  "batch_size": 4, "with_title": False},
+        "read": {"selector": "cosine", "train_with": "gold", "max_steps": 4, "batch_size": 4},
+        "eval": {"identify": 6, "regenerate": 2, "baselines": ["closed-book"]},
+    }  # fmt: skip
+    path = tmp_path / "tiny-pqa.yaml"
+    path.write_text(yaml.safe_dump(recipe, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def test_pqa_recipe_caches_each_phase(world, lm_dir, encoder_dir, tmp_path):
+    from korag.pipeline.job import run_job
+
+    recipe, ws = _tiny_recipe(tmp_path, world, lm_dir, encoder_dir), tmp_path / "ws"
+    first = run_job(recipe, workspace=ws, show_progress=False)
+    assert first.executed == ["load", "encoder", "pqa-write", "pqa-read", "pqa-eval", "report"]
+    eval_dir = next(o.path for o in first.outcomes if o.task_id == "pqa-eval")
+    metrics = json.loads((eval_dir / "manifest.json").read_text(encoding="utf-8"))["metrics"]
+    assert {"em_korquad", "em_korquad_gold", "recall@1", "identification_top1", "token_acc"} <= set(metrics)
+    assert (first.report_dir / "report.md").read_text(encoding="utf-8").count("closed-book") == 1
+    assert run_job(recipe, workspace=ws, show_progress=False).executed == []
+    # a read-phase setting re-runs the read phase and what follows, never the write phase
+    again = run_job(recipe, workspace=ws, overrides=["read.selector=router"], show_progress=False)
+    assert again.executed == ["pqa-read", "pqa-eval", "report"]
+
+
+def test_sweep_runs_each_point_once_and_merges_seeds(world, lm_dir, encoder_dir, tmp_path):
+    from korag.errors import ConfigError
+    from korag.pipeline.sweep import parse_grid, run_sweep
+
+    recipe, ws = _tiny_recipe(tmp_path, world, lm_dir, encoder_dir), tmp_path / "ws"
+    metrics = ["identification_top1", "token_acc", "em_korquad_gold"]
+    result = run_sweep(recipe, ["m_tokens=1,2 seed=0,1"], workspace=ws, metrics=metrics, show_progress=False)
+    assert len(result.points) == 4 and [p["m_tokens"] for p in result.points] == [1, 1, 2, 2]
+    assert [(r["m_tokens"], r["seeds"]) for r in result.rows] == [(1, 2), (2, 2)]
+    for r in result.rows:
+        members = [p["token_acc"] for p in result.points if p["m_tokens"] == r["m_tokens"]]
+        assert r["token_acc"] == pytest.approx(sum(members) / 2)
+        assert r["token_acc_std"] == pytest.approx(abs(members[0] - members[1]) / 2)
+    assert result.executed.count("load") == 1 and result.executed.count("pqa-write") == 4  # the seed changes z
+    assert {"md", "json", "png:m_tokens"} <= set(result.files) and result.files["png:m_tokens"].stat().st_size > 0
+    assert "± " in result.files["md"].read_text(encoding="utf-8")
+    rerun = run_sweep(recipe, ["m_tokens=1,2", "seed=0,1"], workspace=ws, metrics=metrics, show_progress=False)
+    assert rerun.executed == []  # every point is cached
+    with pytest.raises(ConfigError, match="exactly one setting"):
+        run_sweep(recipe, ["lr_z=0.1"], workspace=ws, show_progress=False)
+    with pytest.raises(ConfigError, match="expected key=value"):
+        parse_grid(["m_tokens"])

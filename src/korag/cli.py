@@ -109,6 +109,47 @@ def run(
 
 
 @app.command()
+def sweep(
+    recipe: Annotated[str, typer.Argument(help="recipe file or built-in name")],
+    grid: Annotated[
+        list[str],
+        typer.Option(help="key=v1,v2,… (repeatable; several in one, space-separated); 'seed=0,1,2' adds seeds"),
+    ],
+    workspace: WorkspaceOpt = Path("korag-workspace"),
+    set_: SetOpt = None,
+    metric: Annotated[list[str] | None, typer.Option("--metric", help="metrics to show (default: all)")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress output")] = False,
+) -> None:
+    """Run a recipe at every point of a grid (each point's stages cached), then tabulate and plot."""
+    from korag.pipeline.sweep import run_sweep
+
+    def point(i: int, n: int, settings: dict) -> None:
+        if not quiet:
+            err.print(f"[bold]▶ point {i + 1}/{n}[/] " + " ".join(f"{k}={v}" for k, v in settings.items()))
+
+    result = run_sweep(
+        recipe, grid, workspace=workspace, overrides=set_ or [], metrics=metric, show_progress=not quiet, on_point=point
+    )
+    shown = [m for m in (metric or sorted({k for r in result.rows for k in r})) if m not in result.keys]
+    shown = [m for m in shown if m != "seeds" and not m.endswith("_std")][:8]
+    group = [k for k in result.keys if any(k in r for r in result.rows)]
+    table = Table(title=f"korag sweep {recipe}: {len(result.points)} point(s)")
+    for col in [*group, "seeds", *shown]:
+        table.add_column(col, justify="left" if col in group else "right")
+    for r in result.rows:
+        cells = [str(r.get(k)) for k in group] + [str(r["seeds"])]
+        for m in shown:
+            if m not in r:
+                cells.append("–")
+            else:
+                cells.append(f"{r[m]:.4f}" + (f" ± {r[m + '_std']:.4f}" if r["seeds"] > 1 else ""))
+        table.add_row(*cells)
+    out.print(table)
+    ran = len(result.executed)
+    out.print(f"{ran} stage(s) executed across the points; sweep report: {result.files['md']}")
+
+
+@app.command()
 def status(
     recipe: Annotated[
         str | None, typer.Argument(help="recipe file or built-in name; omit to list the whole store")

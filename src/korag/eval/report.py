@@ -96,6 +96,7 @@ def write_report(
     plot: Sequence[str],
     sections: Mapping[str, str] | None = None,
     sort_by: str | None = None,
+    table_heading: str = "Retrieval",
 ) -> dict[str, Path]:
     """Write ``report.md``, ``report.png`` and ``report.json`` into `directory`."""
     d = Path(directory)
@@ -106,7 +107,7 @@ def write_report(
     parts = [f"# {title}", ""]
     paths: dict[str, Path] = {}
     if ordered:
-        parts += ["## Retrieval", "", markdown_table(ordered, metrics), ""]
+        parts += [f"## {table_heading}", "", markdown_table(ordered, metrics), ""]
         if any(r.metrics for r in ordered):
             paths["png"] = plot_metrics(ordered, plot, d / "report.png", title=title)
             parts += ["![metrics per run](report.png)", ""]
@@ -117,3 +118,70 @@ def write_report(
     paths["md"] = d / "report.md"
     paths["json"] = d / "report.json"
     return paths
+
+
+def aggregate_seeds(
+    points: Sequence[Mapping[str, Any]], keys: Sequence[str], metrics: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Points that differ only in their seed merged into one: the settings `keys`, and per metric
+    its mean, standard deviation (over seeds; 0 for one seed) and the number of seeds."""
+    import numpy as np
+
+    groups: dict[tuple, list[Mapping[str, Any]]] = {}
+    for p in points:
+        groups.setdefault(tuple(str(p.get(k)) for k in keys), []).append(p)
+    out = []
+    for members in groups.values():
+        row: dict[str, Any] = {k: members[0].get(k) for k in keys}
+        row["seeds"] = len(members)
+        for m in metrics:
+            vals = [float(p[m]) for p in members if p.get(m) is not None]
+            if vals:
+                row[m] = float(np.mean(vals))
+                row[f"{m}_std"] = float(np.std(vals))
+        out.append(row)
+    return out
+
+
+def plot_sweep(
+    rows: Sequence[Mapping[str, Any]],
+    x: str,
+    metrics: Sequence[str],
+    path: str | Path,
+    *,
+    group: str | None = None,
+    title: str = "",
+    log_x: bool = False,
+) -> Path:
+    """One panel per metric: metric against `x`, one line per value of `group`, error bars from
+    ``<metric>_std`` where rows carry it (see `aggregate_seeds`)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6), squeeze=False)
+    lines: dict[str, list[Mapping[str, Any]]] = {}
+    for r in rows:
+        lines.setdefault(str(r.get(group)) if group else "", []).append(r)
+    for ax, m in zip(axes[0], metrics, strict=True):
+        for name, members in lines.items():
+            pts = sorted((float(r[x]), float(r[m]), float(r.get(f"{m}_std", 0.0))) for r in members if m in r)
+            if not pts:
+                continue
+            xs, ys, es = zip(*pts, strict=True)
+            ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=name if group else None)
+        ax.set_xlabel(x)
+        ax.set_title(m)
+        if log_x:
+            ax.set_xscale("log", base=2)
+        ax.grid(alpha=0.3)
+        if group:
+            ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    with atomic.atomic_path(path) as tmp, tmp.open("wb") as fh:
+        fig.savefig(fh, format="png", dpi=120)
+    plt.close(fig)
+    return Path(path)

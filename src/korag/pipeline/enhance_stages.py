@@ -166,7 +166,8 @@ def run_base_model(ctx: StageContext) -> dict[str, Any]:
     return {"model": str(path)}
 
 
-def _model_dir(art_path: Path) -> Path:
+def model_dir(art_path: Path) -> Path:
+    """The model a base-model artifact holds (converted into it, or pointed to)."""
     if (art_path / "pointer.json").is_file():
         return Path(atomic_read_json(art_path / "pointer.json")["path"])
     return art_path / "model"
@@ -189,7 +190,7 @@ def run_train(ctx: StageContext) -> dict[str, Any]:
         synth = SyntheticSet.read_jsonl(ctx.input("synthetic").path / SYNTHETIC, train.corpus)
         extra = synth.to_training_pairs()
     cfg = DenseTrainConfig(
-        base=str(_model_dir(ctx.input("base").path)),
+        base=str(model_dir(ctx.input("base").path)),
         eval_fraction=0.0,
         keep_checkpoints=False,
         save_total_limit=1,
@@ -220,7 +221,7 @@ def run_dense_eval(ctx: StageContext) -> dict[str, Any]:
     from korag.retrieval.dense import DenseRetriever
 
     _, test, _ = _split_sets(ctx)
-    model = _model_dir(ctx.input("model").path)
+    model = model_dir(ctx.input("model").path)
     r = DenseRetriever(str(model))
     t0 = time.perf_counter()
     r.index(test.corpus, show_progress=ctx.show_progress)

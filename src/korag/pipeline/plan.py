@@ -59,6 +59,10 @@ def plan_recipe(recipe: Recipe, command: str | None = None) -> list[Task]:
         from korag.pipeline.enhance import plan_enhance
 
         return plan_enhance(recipe, command)  # type: ignore[arg-type]
+    if recipe.flow == "pqa":
+        from korag.pipeline.pqa import plan_pqa
+
+        return plan_pqa(recipe, command)  # type: ignore[arg-type]
     tasks = [Task("load", stages.LOAD, data_params(recipe))]
     report_inputs: dict[str, str] = {}
     if recipe.stats.enabled:

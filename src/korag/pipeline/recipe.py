@@ -103,7 +103,9 @@ class ReportSpec(_Strict):
 class Recipe(_Strict):
     """A whole job: data → statistics → runs → evaluation → report."""
 
-    flow: Literal["bm25"] = Field("bm25", description="'bm25' (this) or 'enhance' (see pipeline/enhance.py)")
+    flow: Literal["bm25"] = Field(
+        "bm25", description="'bm25' (this), 'enhance' (pipeline/enhance.py) or 'pqa' (pipeline/pqa.py)"
+    )
     name: str
     description: str = ""
     data: DataSpec
@@ -191,6 +193,10 @@ def load_recipe(recipe: str | Path | None = None, overrides: Sequence[str] = ())
         from korag.pipeline.enhance import EnhanceRecipe
 
         model = EnhanceRecipe
+    elif raw.get("flow") == "pqa":
+        from korag.pipeline.pqa import PQARecipe
+
+        model = PQARecipe
     try:
         parsed = model.model_validate(raw)
     except ValidationError as exc:

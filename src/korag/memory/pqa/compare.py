@@ -47,6 +47,7 @@ def compare_systems(
     write: bool = True,
     identify: int = 100,
     regenerate: int = 10,
+    random_projection: bool = True,
     device: str = "cpu",
     batch_size: int = 8,
     show_progress: bool = False,
@@ -140,6 +141,7 @@ def compare_systems(
             pool.contents(with_title),
             identify=identify,
             regenerate=regenerate,
+            random_projection=random_projection,
             show_progress=show_progress,
         )
     return result
