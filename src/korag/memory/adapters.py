@@ -27,22 +27,24 @@ class LoraSettings(BaseModel):
     targets: str | list[str] = "all-linear"
 
 
-def add_lora(lm, name: str, settings: LoraSettings) -> None:
-    """Inject a LoRA adapter called `name` into `lm` (a transformers causal LM)."""
+def add_lora(model, name: str | None, settings: LoraSettings, *, task_type: str | None = "CAUSAL_LM") -> None:
+    """Inject a LoRA adapter into `model` — a transformers model or a sentence-transformers one,
+    whose `add_adapter` passes through — called `name` (None: peft's default adapter)."""
     from peft import LoraConfig
 
+    config = LoraConfig(
+        r=settings.r,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules=settings.targets,
+        task_type=task_type,
+    )
     with warnings.catch_warnings():  # several adapters on one model is intended
         warnings.filterwarnings("ignore", message="Already found a `peft_config`")
-        lm.add_adapter(
-            LoraConfig(
-                r=settings.r,
-                lora_alpha=settings.alpha,
-                lora_dropout=settings.dropout,
-                target_modules=settings.targets,
-                task_type="CAUSAL_LM",
-            ),
-            adapter_name=name,
-        )
+        if name is None:
+            model.add_adapter(config)
+        else:
+            model.add_adapter(config, adapter_name=name)
 
 
 def named_lora_parameters(lm, adapters: Iterable[str] | None = None) -> Iterator[tuple[str, str, torch.nn.Parameter]]:

@@ -95,17 +95,9 @@ def train_dense(
     prompts = {name: (qp if name == "anchor" else pp) for name in columns} if (qp or pp) else None
 
     if config.lora:
-        from peft import LoraConfig, TaskType
+        from korag.memory.adapters import add_lora
 
-        model.add_adapter(
-            LoraConfig(
-                task_type=TaskType.FEATURE_EXTRACTION,
-                r=config.lora_r,
-                lora_alpha=config.lora_alpha,
-                lora_dropout=config.lora_dropout,
-                target_modules=config.lora_targets,
-            )
-        )
+        add_lora(model, None, config.lora_settings(), task_type="FEATURE_EXTRACTION")
     scale = 1.0 / config.temperature
     if config.loss == "cached-mnrl":
         loss = losses.CachedMultipleNegativesRankingLoss(model, scale=scale, mini_batch_size=config.mini_batch_size)

@@ -68,6 +68,12 @@ class TrainConfigBase(BaseModel):
         """The learning rate actually used."""
         return self.learning_rate or (1e-4 if self.lora else 2e-5)
 
+    def lora_settings(self):
+        """The LoRA adapter these settings ask for (see `korag.memory.adapters.add_lora`)."""
+        from korag.memory.adapters import LoraSettings
+
+        return LoraSettings(r=self.lora_r, alpha=self.lora_alpha, dropout=self.lora_dropout, targets=self.lora_targets)
+
 
 @dataclass
 class TrainResult:

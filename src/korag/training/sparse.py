@@ -182,16 +182,9 @@ def train_sparse(
             show_progress=show_progress,
         )
     if config.lora:
-        from peft import LoraConfig
+        from korag.memory.adapters import add_lora
 
-        hf.add_adapter(
-            LoraConfig(
-                r=config.lora_r,
-                lora_alpha=config.lora_alpha,
-                lora_dropout=config.lora_dropout,
-                target_modules=config.lora_targets,
-            )
-        )
+        add_lora(hf, None, config.lora_settings(), task_type=None)
 
     columns = pair_columns(data.pairs, config.hard_negatives)
     lambda_d, lambda_q = config.regularizers()
