@@ -288,18 +288,13 @@ def test_iterative_hops_find_two_hop_evidence_one_hop_selection_cannot(world, wr
 
     two = world.two_hop()
     train, test = world.one_hop() + two[:100], two[100:]
-    common = {"selector": SelectorConfig(kind="attention"), "hops": "iterative", "train_with": "gold", "device": "cpu"}
-    warm = ReadConfig(
-        init_from=str(written), qa_weight=0.0, retrieval_weight=1.0, lr_selector=1e-2, lr_projection=0.0,
-        max_steps=1500, batch_size=32, **common,
-    )  # fmt: skip
-    train_read(world.corpus(), train, warm, tmp_path / "selector", show_progress=False)
     read = ReadConfig(
-        init_from=str(tmp_path / "selector" / "model"), lora=LoraSettings(r=16, alpha=32, dropout=0.0),
-        lr_lm=3e-3, lr_selector=1e-3, lr_projection=1e-3, retrieval_weight=1.0, max_steps=400, batch_size=16,
-        **common,
+        init_from=str(written), selector=SelectorConfig(kind="attention"), hops="iterative", train_with="gold",
+        selector_warmup_steps=1500, lora=LoraSettings(r=16, alpha=32, dropout=0.0), lr_lm=3e-3, lr_selector=1e-3,
+        lr_projection=1e-3, retrieval_weight=1.0, max_steps=400, batch_size=16, device="cpu",
     )  # fmt: skip
     train_read(world.corpus(), train, read, tmp_path / "read", show_progress=False)
+    assert (tmp_path / "read" / "selector-warmup" / "tensorboard").is_dir()
     reader, info = _reader(tmp_path / "read" / "model")
     rows = evaluate_reading(reader, read_records(test, info["doc_ids"]), info["doc_ids"], multihop=True)
     one_hop, iterative = rows["pqa (selected z, top-2)"], rows["pqa (iterative, 2 hops)"]
@@ -386,7 +381,7 @@ def test_cli_trains_both_phases_and_compares_with_baselines(world, lm_dir, encod
     assert "write: 20 steps on 20 documents" in r.stdout
     r = run_cli(
         "train", "pqa", str(data), "--phase", "read", "--init-from", str(tmp_path / "w" / "model"),
-        "--selector", "router", "--lora-r", "4", "--max-steps", "4", "--device", "cpu", "-o", str(tmp_path / "r"),
+        "--selector", "router", "--lora-r", "4", "--max-steps", "4", "--selector-warmup-steps", "3", "--device", "cpu", "-o", str(tmp_path / "r"),
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert "read: 4 steps on 40 questions" in r.stdout
@@ -463,7 +458,53 @@ def test_sweep_runs_each_point_once_and_merges_seeds(world, lm_dir, encoder_dir,
     assert "± " in result.files["md"].read_text(encoding="utf-8")
     rerun = run_sweep(recipe, ["m_tokens=1,2", "seed=0,1"], workspace=ws, metrics=metrics, show_progress=False)
     assert rerun.executed == []  # every point is cached
+    from conftest import run_cli
+
+    r = run_cli("sweep", str(recipe), "--grid", "m_tokens=1,2", "seed=0,1", "-w", str(ws), "--metric", "token_acc")
+    assert r.returncode == 0, r.stderr
+    assert "0 stage(s) executed" in r.stdout and "token_acc" in r.stdout and " ± " in r.stdout
     with pytest.raises(ConfigError, match="exactly one setting"):
         run_sweep(recipe, ["lr_z=0.1"], workspace=ws, show_progress=False)
     with pytest.raises(ConfigError, match="expected key=value"):
         parse_grid(["m_tokens"])
+
+
+def test_comparison_puts_clara_and_xrag_beside_pqa(world, lm_dir, encoder_dir, written, tmp_path):
+    from korag.memory.clara.data import retrieval_examples
+    from korag.memory.clara.model import ClaraConfig
+    from korag.memory.clara.train import ClaraTrainConfig, train_clara
+    from korag.memory.pqa.compare import compare_systems
+    from korag.memory.pqa.train import ReadConfig, WriteConfig, train_read, write_documents
+    from korag.retrieval.bm25 import BM25Retriever
+
+    corpus, questions = world.corpus(), world.one_hop()[:12]
+    read = ReadConfig(init_from=str(written), train_with="gold", max_steps=2, device="cpu")
+    train_read(corpus, questions, read, tmp_path / "pqa", show_progress=False)
+    # xRAG: z fixed to the encoder's passage embeddings (one token each); only the projection learns
+    xcfg = WriteConfig(
+        base=str(lm_dir), pqa=PQAConfig(m_tokens=1, z_dim=64, memory="encoder", max_doc_tokens=48),
+        encoder=str(encoder_dir), max_steps=2, batch_size=8, device="cpu", with_title=False,
+    )  # fmt: skip
+    write_documents(corpus, xcfg, tmp_path / "xrag", show_progress=False)
+    with pytest.raises(Exception, match="z_dim must be the encoder's width"):
+        write_documents(corpus, xcfg.model_copy(update={"pqa": xcfg.pqa.model_copy(update={"z_dim": 8})}),
+                        tmp_path / "bad", show_progress=False)  # fmt: skip
+    bm25 = BM25Retriever("bigram-stem")
+    bm25.index(corpus)
+    qa = world.qaset(questions)
+    ccfg = ClaraTrainConfig(
+        base=str(lm_dir), stage=2, clara=ClaraConfig(doc_max_length=32, compression_rate=8, top_k=1), max_steps=2,
+        device="cpu",
+    )  # fmt: skip
+    train_clara(retrieval_examples(qa, bm25, k=1, oracle=True), ccfg, tmp_path / "clara", show_progress=False)
+    result = compare_systems(
+        tmp_path / "pqa" / "model", corpus, questions, baselines=["closed-book", "oracle"],
+        clara_dir=tmp_path / "clara" / "model", xrag_dir=tmp_path / "xrag" / "model", identify=4, regenerate=1,
+    )  # fmt: skip
+    rows = result["rows"]
+    assert {"CLaRa (BM25 top-1, compressed)", "xRAG (dense top-1, 1 token each)", "closed-book"} <= set(rows)
+    for row in rows.values():
+        assert len(row["predictions"]) == len(questions) and 0 <= row["em_korquad"] <= 100
+    assert rows["xRAG (dense top-1, 1 token each)"]["any_gold_selected"] >= 0
+    text_bytes = sum(len(t.encode("utf-8")) for t in corpus.texts) / len(corpus)  # written without titles
+    assert result["documents"] == len(corpus) and result["text_bytes_per_document"] == pytest.approx(text_bytes)

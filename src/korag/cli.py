@@ -111,10 +111,13 @@ def run(
 @app.command()
 def sweep(
     recipe: Annotated[str, typer.Argument(help="recipe file or built-in name")],
+    more: Annotated[
+        list[str] | None, typer.Argument(help="further key=v1,v2,… grid entries (as in --grid a=1,2 b=3,4)")
+    ] = None,
     grid: Annotated[
-        list[str],
-        typer.Option(help="key=v1,v2,… (repeatable; several in one, space-separated); 'seed=0,1,2' adds seeds"),
-    ],
+        list[str] | None,
+        typer.Option(help="key=v1,v2,… (repeatable, or followed by more entries); 'seed=0,1,2' adds seeds"),
+    ] = None,
     workspace: WorkspaceOpt = Path("korag-workspace"),
     set_: SetOpt = None,
     metric: Annotated[list[str] | None, typer.Option("--metric", help="metrics to show (default: all)")] = None,
@@ -128,7 +131,13 @@ def sweep(
             err.print(f"[bold]▶ point {i + 1}/{n}[/] " + " ".join(f"{k}={v}" for k, v in settings.items()))
 
     result = run_sweep(
-        recipe, grid, workspace=workspace, overrides=set_ or [], metrics=metric, show_progress=not quiet, on_point=point
+        recipe,
+        [*(grid or []), *(more or [])],
+        workspace=workspace,
+        overrides=set_ or [],
+        metrics=metric,
+        show_progress=not quiet,
+        on_point=point,
     )
     shown = [m for m in (metric or sorted({k for r in result.rows for k in r})) if m not in result.keys]
     shown = [m for m in shown if m != "seeds" and not m.endswith("_std")][:8]

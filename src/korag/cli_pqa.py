@@ -60,6 +60,7 @@ def train_pqa_cmd(
     lr_projection: Annotated[float | None, typer.Option(help="projection (write 1e-3, read 1e-4)")] = None,
     lr_lm: Annotated[float, typer.Option(help="read: LoRA learning rate")] = 1e-4,
     lr_selector: Annotated[float, typer.Option(help="read: selector learning rate")] = 1e-3,
+    selector_warmup_steps: Annotated[int, typer.Option(help="read: steps of L_retrieval alone first")] = 0,
     epochs: Annotated[float | None, typer.Option(help="passes over the data (write 30, read 10)")] = None,
     max_steps: Annotated[int, typer.Option(help="stop after this many steps (overrides epochs)")] = -1,
     batch_size: Annotated[int, typer.Option(help="documents or questions per step")] = 8,
@@ -120,6 +121,7 @@ def train_pqa_cmd(
             lora={"r": lora_r, "alpha": 2 * lora_r, "dropout": 0.05} if lora_r > 0 else None,
             lr_lm=lr_lm,
             lr_selector=lr_selector,
+            selector_warmup_steps=selector_warmup_steps,
             **({"lr_z": lr_z} if lr_z is not None else {}),
             **({"lr_projection": lr_projection} if lr_projection is not None else {}),
             **common,
@@ -207,6 +209,11 @@ def eval_pqa(
     )
     out.print(comparison_table(title, result["rows"]))
     out.print(write_table(result["write"]))
+    gold = result["rows"]["pqa (gold z)"]
+    out.print(
+        f"memory per document: {gold['bytes_per_document']:,} bytes of z vs {result['text_bytes_per_document']:,.0f} "
+        f"bytes of text (UTF-8); peak memory {gold['peak_memory_mb']:,.0f} MB"
+    )
     if output:
         atomic.write_json(output, json.loads(json.dumps(result, default=str)))
         out.print(f"wrote {output}")

@@ -52,11 +52,13 @@ class PQAReadSpec(_Strict):
     intermediate: Literal["answer", "document"] = "answer"
     train_with: Literal["selected", "gold"] = "selected"
     retrieval_weight: float = Field(0.1, ge=0)
+    qa_weight: float = Field(1.0, ge=0, description="0: the selector alone (no LM pass)")
     lora_r: int = Field(0, ge=0, description="0: the LM stays frozen")
     lr_lm: float = Field(1e-4, ge=0)
     lr_z: float = Field(0.0, ge=0)
     lr_projection: float = Field(1e-4, ge=0)
     lr_selector: float = Field(1e-3, gt=0)
+    selector_warmup_steps: int = Field(0, ge=0, description="steps of L_retrieval alone before the LM phase")
     epochs: float = Field(10.0, gt=0)
     max_steps: int = -1
     batch_size: int = Field(8, gt=0)

@@ -87,13 +87,16 @@ def run_read(ctx: StageContext) -> dict[str, Any]:
     qa = _qa(ctx)
     train, _ = split_questions(list(qa.examples), p["test_fraction"], p["seed"], None)
     lora = LoraSettings(r=p["lora_r"], alpha=2 * p["lora_r"], dropout=0.05) if p["lora_r"] else None
-    keys = ("top_k", "hops", "intermediate", "train_with", "retrieval_weight", "lr_lm", "lr_z", "lr_projection")
+    keys = ("top_k", "hops", "intermediate", "train_with", "retrieval_weight", "qa_weight", "lr_lm", "lr_z")
     config = ReadConfig(
         init_from=str(ctx.input("written").path / "model"),
         encoder=_encoder(ctx),
         selector=SelectorConfig(kind=p["selector"]),
         lora=lora,
-        **{k: p[k] for k in (*keys, "lr_selector", "epochs", "max_steps", "batch_size", "seed", "device")},
+        **{k: p[k] for k in (*keys, "lr_projection", "lr_selector", "selector_warmup_steps", "epochs", "max_steps")},
+        batch_size=p["batch_size"],
+        seed=p["seed"],
+        device=p["device"],
     )
     record = train_read(qa.corpus, train, config, ctx.scratch, show_progress=ctx.show_progress)
     _publish(ctx, record)

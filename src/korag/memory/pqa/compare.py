@@ -134,7 +134,14 @@ def compare_systems(
             PQAReader(xmodel, None, None), records, retrieved["dense"], batch_size=batch_size
         )
         del xmodel
-    result: dict[str, Any] = {"rows": rows, "questions": len(records), "k": width, "documents": len(pool)}
+    text_bytes = sum(len(t.encode("utf-8")) for t in pool.contents(with_title)) / len(pool)
+    result: dict[str, Any] = {
+        "rows": rows,
+        "questions": len(records),
+        "k": width,
+        "documents": len(pool),
+        "text_bytes_per_document": text_bytes,
+    }
     if write:
         result["write"] = write_quality(
             model,

@@ -76,6 +76,8 @@ class ReadConfig(LoopSettings):
     lr_z: float = Field(0.0, ge=0, description="0 keeps the written memories fixed")
     lr_projection: float = Field(1e-4, ge=0)
     lr_selector: float = Field(1e-3, gt=0)
+    selector_warmup_steps: int = Field(0, ge=0, description="steps of L_retrieval alone before the LM phase")
+    lr_selector_warmup: float = Field(1e-2, gt=0)
     device: str = "auto"
     epochs: float = Field(10.0, gt=0)
     batch_size: int = Field(8, gt=0)
@@ -269,6 +271,38 @@ class ReadStep:
         return total, parts
 
 
+def _warm_up_selector(step: ReadStep, selector: Selector, config: ReadConfig, out: Path, resume, show_progress):
+    """L_retrieval alone, no LM pass (milliseconds a step), so the LM phase starts from a selector
+    that already finds the documents."""
+    warm = config.model_copy(
+        update={
+            "qa_weight": 0.0,
+            "retrieval_weight": 1.0,
+            "max_steps": config.selector_warmup_steps,
+            "batch_size": max(32, config.batch_size),
+            "warmup_ratio": 0.0,
+        }
+    )
+    main_config, step.config = step.config, warm
+    try:
+        run_loop(
+            len(step.records),
+            step,
+            [torch.optim.AdamW(selector.parameters(), lr=config.lr_selector_warmup, weight_decay=0.0)],
+            warm,
+            out,
+            save_state=lambda: {k: v.detach().clone() for k, v in selector.state_dict().items()},
+            load_state=selector.load_state_dict,
+            config=warm,
+            resume=resume,
+            desc="PQA selector warm-up",
+            show_progress=show_progress,
+            clip=list(selector.parameters()),
+        )
+    finally:
+        step.config = main_config
+
+
 def train_read(
     corpus: Corpus,
     examples: Sequence[QAExample],
@@ -327,6 +361,8 @@ def train_read(
         groups.append({"params": [model.pool], "lr": config.lr_z})
     else:
         model.pool.requires_grad_(False)
+    if config.selector_warmup_steps > 0:
+        _warm_up_selector(step, selector, config, out / "selector-warmup", resume, show_progress)
     optimizer = torch.optim.AdamW(groups, weight_decay=0.0)
     trained = [p for g in groups for p in g["params"]]
     model.lm.train()
