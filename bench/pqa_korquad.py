@@ -96,7 +96,7 @@ def main() -> None:
     ap.add_argument("--doc-tokens", type=int, default=64)
     ap.add_argument("--m-tokens", type=int, default=8)
     ap.add_argument("--z-dim", type=int, default=128)
-    ap.add_argument("--write-epochs", type=float, default=12)
+    ap.add_argument("--write-epochs", type=float, default=20)
     ap.add_argument("--read-steps", type=int, default=150)
     ap.add_argument("--selector", default="attention")
     ap.add_argument("--clara-steps", type=int, default=40)
@@ -189,7 +189,8 @@ def main() -> None:
         "compare",
         lambda: compare_systems(
             work / "read" / "model", corpus, test_q, k=1, clara_dir=work / "clara2" / "model",
-            xrag_dir=work / "xrag-read" / "model", identify=args.identify, regenerate=10, show_progress=True,
+            xrag_dir=work / "xrag-read" / "model", written_dir=work / "write" / "model", identify=args.identify,
+            regenerate=10, show_progress=True,
         ),
     )  # fmt: skip
     console.print(comparison_table(f"KorQuAD 1.0, {len(test_q)} test questions, k=1", result["rows"]))

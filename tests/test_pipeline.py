@@ -144,3 +144,20 @@ def test_recipes_validate_and_override():
     with pytest.raises(ConfigError, match=r"expected key\.path=value"):
         load_recipe(None, ["novalue"])
     assert apply_overrides({"a": {"b": 1}}, ["a.c=[1, 2]", "d=x"]) == {"a": {"b": 1, "c": [1, 2]}, "d": "x"}
+
+
+def test_sweep_over_a_retrieval_recipe_keeps_each_run_apart(tmp_path):
+    from korag.pipeline.sweep import run_sweep
+
+    result = run_sweep(
+        "default",
+        ["runs.bm25-whitespace.k1=0.5,1.5"],
+        workspace=tmp_path / "ws",
+        show_progress=False,
+    )
+    assert [p["runs.bm25-whitespace.k1"] for p in result.points] == [0.5, 1.5]
+    first, second = result.points
+    # three runs are evaluated by one stage, so each run's figures keep its name
+    assert {"bm25-whitespace:mrr@10", "bm25-kiwi:mrr@10", "bm25-bigram-stem:mrr@10"} <= set(first)
+    assert first["bm25-kiwi:mrr@10"] == second["bm25-kiwi:mrr@10"]  # untouched run, cached artifact
+    assert result.executed.count("load") == 1

@@ -387,10 +387,12 @@ def test_cli_trains_both_phases_and_compares_with_baselines(world, lm_dir, encod
     assert "read: 4 steps on 40 questions" in r.stdout
     r = run_cli(
         "eval", "qa", str(data), "--system", "pqa", "--model", str(tmp_path / "r" / "model"), "--device", "cpu",
-        "--limit", "8", "--output", str(tmp_path / "rows.json"),
+        "--limit", "8", "--written", str(tmp_path / "w" / "model"), "--output", str(tmp_path / "rows.json"),
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
-    rows = json.loads((tmp_path / "rows.json").read_text(encoding="utf-8"))["rows"]
+    result = json.loads((tmp_path / "rows.json").read_text(encoding="utf-8"))
+    assert result["write"]["measured_after"] == "write" and "measured after the write phase" in r.stdout
+    rows = result["rows"]
     assert set(rows) == {
         "pqa (gold z)", "pqa (selected z, top-1)", "closed-book", "BM25-RAG (text, top-1)",
         "dense-RAG (text, top-1)", "hybrid-RAG (text, top-1)", "oracle (gold passages as text)",
@@ -429,13 +431,28 @@ def test_pqa_recipe_caches_each_phase(world, lm_dir, encoder_dir, tmp_path):
 
     recipe, ws = _tiny_recipe(tmp_path, world, lm_dir, encoder_dir), tmp_path / "ws"
     first = run_job(recipe, workspace=ws, show_progress=False)
-    assert first.executed == ["load", "encoder", "pqa-write", "pqa-read", "pqa-eval", "report"]
-    eval_dir = next(o.path for o in first.outcomes if o.task_id == "pqa-eval")
-    metrics = json.loads((eval_dir / "manifest.json").read_text(encoding="utf-8"))["metrics"]
-    assert {"em_korquad", "em_korquad_gold", "recall@1", "identification_top1", "token_acc"} <= set(metrics)
-    assert (first.report_dir / "report.md").read_text(encoding="utf-8").count("closed-book") == 1
+    assert first.executed == ["load", "encoder", "pqa-write", "pqa-write-eval", "pqa-read", "pqa-eval", "report"]
+    path = {o.task_id: o.path for o in first.outcomes}
+
+    def metrics(task: str) -> dict:
+        return json.loads((path[task] / "manifest.json").read_text(encoding="utf-8"))["metrics"]
+
+    assert {"em_korquad", "em_korquad_gold", "recall@1"} <= set(metrics("pqa-eval"))
+    assert {"identification_top1", "shuffled_top1", "token_acc", "nll"} <= set(metrics("pqa-write-eval"))
+    report = (first.report_dir / "report.md").read_text(encoding="utf-8")
+    assert report.count("closed-book") == 1 and "measured after the write phase" in report
+    # the read phase trained the projection, so the read model's memories are no longer the written ones
+    from korag.data.saved import open_dataset
+    from korag.errors import ConfigError
+    from korag.memory.pqa.compare import measure_write_quality
+
+    qa = open_dataset(path["load"] / "dataset")
+    after_read = measure_write_quality(path["pqa-read"] / "model", qa.corpus, identify=6, regenerate=0)
+    assert after_read["measured_after"] == "read" and after_read["nll"] != metrics("pqa-write-eval")["nll"]
+    with pytest.raises(ConfigError, match="other documents"):
+        measure_write_quality(path["pqa-write"] / "model", qa.corpus, identify=0, regenerate=0, doc_ids=["x"])
     assert run_job(recipe, workspace=ws, show_progress=False).executed == []
-    # a read-phase setting re-runs the read phase and what follows, never the write phase
+    # a read-phase setting re-runs the read phase and what follows, never the write phase or its quality
     again = run_job(recipe, workspace=ws, overrides=["read.selector=router"], show_progress=False)
     assert again.executed == ["pqa-read", "pqa-eval", "report"]
 

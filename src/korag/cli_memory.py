@@ -85,6 +85,10 @@ def eval_qa_cmd(
     system: Annotated[str, typer.Option(help="clara | pqa (parametric QA and its baselines)")] = "clara",
     clara: Annotated[Path | None, typer.Option(help="pqa: a CLaRa model to add as a row")] = None,
     xrag: Annotated[Path | None, typer.Option(help="pqa: an xRAG-style model (memory=encoder) to add")] = None,
+    written: Annotated[
+        Path | None,
+        typer.Option(help="pqa: measure write quality on this write-phase model (default: --model itself)"),
+    ] = None,
     multihop: Annotated[bool, typer.Option(help="pqa: questions need several documents; add iterative hops")] = False,
     corpus: Annotated[
         Path | None,
@@ -126,6 +130,7 @@ def eval_qa_cmd(
             baselines=wanted,
             clara=clara,
             xrag=xrag,
+            written=written,
             multihop=multihop,
             limit=limit,
             device=device,

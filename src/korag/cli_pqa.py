@@ -154,7 +154,8 @@ def comparison_table(title: str, rows: dict[str, dict[str, Any]]) -> Table:
 
 def write_table(write: dict[str, Any]) -> Table:
     """Write quality: reconstruction, free generation, identification and its controls."""
-    table = Table(title=f"write quality ({write['documents']} documents)")
+    after = write.get("measured_after", "write")
+    table = Table(title=f"write quality ({write['documents']} documents, measured after the {after} phase)")
     for c in ("measure", "value"):
         table.add_column(c)
     table.add_row("reconstruction NLL / token accuracy", f"{write['nll']:.3f} / {write['token_acc']:.3f}")
@@ -179,6 +180,7 @@ def eval_pqa(
     baselines: list[str],
     clara: Path | None,
     xrag: Path | None,
+    written: Path | None,
     multihop: bool,
     limit: int | None,
     device: str,
@@ -200,6 +202,7 @@ def eval_pqa(
         baselines=baselines,
         clara_dir=clara,
         xrag_dir=xrag,
+        written_dir=written,
         multihop=multihop,
         device=resolve_device(device),
         show_progress=True,

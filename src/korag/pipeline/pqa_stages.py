@@ -124,10 +124,13 @@ def flatten_comparison(result: dict[str, Any]) -> dict[str, float]:
     if iterative is not None:
         out["em_korquad_iterative"] = iterative["em_korquad"]
         out["all_gold_selected_iterative"] = iterative["all_gold_selected"]
-    write = result.get("write", {})
-    for k in ("nll", "token_acc", "rouge_l", "rouge_l_char"):
-        if k in write:
-            out[k] = write[k]
+    out.update(flatten_write_quality(result.get("write", {})))
+    return out
+
+
+def flatten_write_quality(write: dict[str, Any]) -> dict[str, float]:
+    """The figures a sweep compares from `measure_write_quality`'s result."""
+    out = {k: write[k] for k in ("nll", "token_acc", "rouge_l", "rouge_l_char") if k in write}
     for k in ("identification", "shuffled", "random_projection"):
         if k in write:
             out[f"{k}_top1"] = write[k]["top1"]
@@ -135,8 +138,31 @@ def flatten_comparison(result: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+def run_write_eval(ctx: StageContext) -> dict[str, Any]:
+    """Write quality of the written memories, before any read phase touches them."""
+    import json
+
+    from korag.memory.loop import resolve_device
+    from korag.memory.pqa.compare import measure_write_quality
+
+    p = ctx.params
+    write = measure_write_quality(
+        ctx.input("written").path / "model",
+        _qa(ctx).corpus,
+        identify=p["identify"],
+        regenerate=p["regenerate"],
+        random_projection=True,
+        device=resolve_device(p["device"]),
+        show_progress=ctx.show_progress,
+    )
+    write["model"] = "pqa-write"  # the store's path is not part of the result
+    atomic.write_json(ctx.out / "write_quality.json", json.loads(json.dumps(write, default=str)))
+    return flatten_write_quality(write)
+
+
 def run_eval(ctx: StageContext) -> dict[str, Any]:
-    """PQA (gold and selected memories), chosen baselines and write quality on the test questions."""
+    """PQA (gold and selected memories) and the chosen baselines on the test questions: answers,
+    selection, efficiency (write quality is `pqa-write-eval`'s)."""
     import json
 
     from korag.memory.loop import resolve_device
@@ -151,9 +177,7 @@ def run_eval(ctx: StageContext) -> dict[str, Any]:
         test,
         baselines=p["baselines"],
         multihop=p["multihop"],
-        identify=p["identify"],
-        regenerate=p["regenerate"],
-        random_projection=True,
+        write=False,
         device=resolve_device(p["device"]),
         show_progress=ctx.show_progress,
     )
@@ -162,14 +186,16 @@ def run_eval(ctx: StageContext) -> dict[str, Any]:
 
 
 def run_report(ctx: StageContext) -> dict[str, Any]:
-    """The comparison table (and the write quality) as Markdown, a bar chart and JSON."""
+    """The comparison table and the write quality as Markdown, a bar chart and JSON."""
     import json
 
     result = json.loads((ctx.input("eval").path / "comparison.json").read_text(encoding="utf-8"))
+    write = json.loads((ctx.input("write-eval").path / "write_quality.json").read_text(encoding="utf-8"))
     metrics = ["em_korquad", "f1_korquad", "em_squad", "f1_squad", "all_gold_selected"]
     runs = [RunSummary(name, metrics={m: r[m] for m in metrics if m in r}) for name, r in result["rows"].items()]
-    write = result.get("write", {})
-    lines = [f"- {k}: {v:.4f}" for k, v in flatten_comparison(result).items()]
+    figures = [f"- {k}: {v:.4f}" for k, v in flatten_comparison(result).items()]
+    quality = [f"{write['documents']} documents written; measured after the {write['measured_after']} phase", ""]
+    quality += [f"- {k}: {v:.4f}" for k, v in flatten_write_quality(write).items()]
     paths = write_report(
         ctx.out,
         title=ctx.params["title"],
@@ -178,8 +204,8 @@ def run_report(ctx: StageContext) -> dict[str, Any]:
         plot=["em_korquad", "f1_korquad"],
         table_heading="Answers",
         sections={
-            "Figures": "\n".join(lines),
-            "Write quality": f"{write.get('documents', 0)} documents written",
+            "Figures": "\n".join(figures),
+            "Write quality": "\n".join(quality),
             "Reproduce": f"`{ctx.params['command']}`",
         },
     )
@@ -187,6 +213,7 @@ def run_report(ctx: StageContext) -> dict[str, Any]:
 
 
 WRITE = Stage("pqa-write", 1, run_write, "documents → memories (LM frozen)")
+WRITE_EVAL = Stage("pqa-write-eval", 1, run_write_eval, "write quality of the memories as written")
 READ = Stage("pqa-read", 1, run_read, "questions → selector and reader")
-EVAL = Stage("pqa-eval", 1, run_eval, "QA, selection, write quality, efficiency")
-REPORT = Stage("pqa-report", 1, run_report, "the comparison as Markdown, PNG and JSON")
+EVAL = Stage("pqa-eval", 2, run_eval, "QA, selection and efficiency against the baselines")
+REPORT = Stage("pqa-report", 2, run_report, "the comparison and write quality as Markdown, PNG and JSON")

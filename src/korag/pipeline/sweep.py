@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,14 +98,16 @@ class SweepResult:
 
 def point_metrics(outcomes: Sequence[TaskOutcome], store: ArtifactStore) -> dict[str, float]:
     """A point's evaluation figures: the metrics of its evaluation tasks (prefixed by the run when
-    a recipe evaluates several, as the retrieval flow does)."""
+    a recipe evaluates several runs with one stage, as the retrieval flow does; the pqa flow's two
+    evaluations measure different things and share one namespace)."""
     evals = [o for o in outcomes if o.stage.endswith("eval") or o.stage == "evaluate"]
+    per_stage = Counter(o.stage for o in evals)
     out: dict[str, float] = {}
     for o in evals:
         art = store.get(o.stage, o.key)
         if art is None:
             continue
-        prefix = "" if len(evals) == 1 else o.task_id.split("/", 1)[-1] + ":"
+        prefix = "" if per_stage[o.stage] == 1 else o.task_id.split("/", 1)[-1] + ":"
         out.update({prefix + k: v for k, v in art.metrics.items() if isinstance(v, int | float)})
     return out
 

@@ -1,6 +1,10 @@
 """One table: a trained parametric-QA model and every baseline on the same questions (see
 `korag.memory.pqa.baselines`), plus its write quality — what `korag eval qa --system pqa` and
-`bench/pqa_korquad.py` print."""
+`bench/pqa_korquad.py` print.
+
+Write quality belongs to the write phase: a read phase that trains the projection (or z) moves
+the memories away from what reconstructs the documents, so it is measured on the written model
+when that is given, and labelled with the phase it was measured after."""
 
 from __future__ import annotations
 
@@ -33,6 +37,43 @@ def pool_corpus(corpus: Corpus, doc_ids: Sequence[str], source: str = "") -> Cor
     return corpus.subset([corpus.index_of(d) for d in doc_ids])
 
 
+def read_phase_changed_memories(info: dict[str, Any]) -> bool:
+    """Whether the saved model's read phase trained its memories or their projection."""
+    read = info.get("records", {}).get("read", {}).get("config", {})
+    return any(float(read.get(k) or 0) > 0 for k in ("lr_z", "lr_projection"))
+
+
+def measure_write_quality(
+    pqa_dir: str | Path,
+    corpus: Corpus,
+    *,
+    identify: int = 100,
+    regenerate: int = 10,
+    random_projection: bool = True,
+    device: str = "cpu",
+    show_progress: bool = False,
+    doc_ids: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """`evaluate.write_quality` of the saved model at `pqa_dir` over its written documents (taken
+    from `corpus`), with "measured_after": the last phase that changed its memories. `doc_ids`,
+    when given, must be the model's pool (a check that two models hold the same documents)."""
+    model, _, _, info = load_pqa(pqa_dir, device=device)
+    if doc_ids is not None and list(doc_ids) != info["doc_ids"]:
+        raise ConfigError(f"{pqa_dir} was written from other documents than the model under evaluation")
+    pool = pool_corpus(corpus, info["doc_ids"], str(pqa_dir))
+    out = write_quality(
+        model,
+        pool.contents(written_with_title(info)),
+        identify=identify,
+        regenerate=regenerate,
+        random_projection=random_projection,
+        show_progress=show_progress,
+    )
+    out["measured_after"] = "read" if read_phase_changed_memories(info) else "write"
+    out["model"] = str(pqa_dir)
+    return out
+
+
 def compare_systems(
     pqa_dir: str | Path,
     corpus: Corpus,
@@ -45,6 +86,7 @@ def compare_systems(
     multihop: bool = False,
     intermediate: Intermediate | None = None,
     write: bool = True,
+    written_dir: str | Path | None = None,
     identify: int = 100,
     regenerate: int = 10,
     random_projection: bool = True,
@@ -53,7 +95,8 @@ def compare_systems(
     show_progress: bool = False,
 ) -> dict[str, Any]:
     """{"rows": {system: metrics}, "write": write quality, "questions": n, "k": k} for the PQA
-    model at `pqa_dir` and the chosen baselines over its written documents."""
+    model at `pqa_dir` and the chosen baselines over its written documents. Write quality is
+    measured on `written_dir` (the write phase's model) when given, else on `pqa_dir` itself."""
     unknown = [b for b in baselines if b not in TEXT_BASELINES]
     if unknown:
         raise ConfigError(f"unknown baseline(s) {', '.join(unknown)}; choose from {', '.join(TEXT_BASELINES)}")
@@ -143,12 +186,15 @@ def compare_systems(
         "text_bytes_per_document": text_bytes,
     }
     if write:
-        result["write"] = write_quality(
-            model,
-            pool.contents(with_title),
+        del model, reader, text
+        result["write"] = measure_write_quality(
+            written_dir or pqa_dir,
+            corpus,
             identify=identify,
             regenerate=regenerate,
             random_projection=random_projection,
+            device=device,
             show_progress=show_progress,
+            doc_ids=info["doc_ids"],
         )
     return result
