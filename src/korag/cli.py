@@ -124,7 +124,7 @@ def sweep(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress output")] = False,
 ) -> None:
     """Run a recipe at every point of a grid (each point's stages cached), then tabulate and plot."""
-    from korag.pipeline.sweep import run_sweep
+    from korag.pipeline.sweep import metric_cell, run_sweep
 
     def point(i: int, n: int, settings: dict) -> None:
         if not quiet:
@@ -146,13 +146,7 @@ def sweep(
     for col in [*group, "seeds", *shown]:
         table.add_column(col, justify="left" if col in group else "right")
     for r in result.rows:
-        cells = [str(r.get(k)) for k in group] + [str(r["seeds"])]
-        for m in shown:
-            if m not in r:
-                cells.append("–")
-            else:
-                cells.append(f"{r[m]:.4f}" + (f" ± {r[m + '_std']:.4f}" if r["seeds"] > 1 else ""))
-        table.add_row(*cells)
+        table.add_row(*[str(r.get(k)) for k in group], str(r["seeds"]), *[metric_cell(r, m) for m in shown])
     out.print(table)
     ran = len(result.executed)
     out.print(f"{ran} stage(s) executed across the points; sweep report: {result.files['md']}")

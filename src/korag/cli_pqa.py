@@ -71,6 +71,7 @@ def train_pqa_cmd(
 ) -> None:
     """Train one parametric-QA phase (resumable; TensorBoard logs under OUTPUT/tensorboard)."""
     from korag.cli import _validated
+    from korag.memory.adapters import LoraSettings
     from korag.memory.pqa.train import ReadConfig, WriteConfig, train_read, write_documents
 
     common: dict[str, Any] = {
@@ -118,7 +119,7 @@ def train_pqa_cmd(
             train_with=train_with,
             retrieval_weight=retrieval_weight,
             qa_weight=qa_weight,
-            lora={"r": lora_r, "alpha": 2 * lora_r, "dropout": 0.05} if lora_r > 0 else None,
+            lora=LoraSettings.of_rank(lora_r),
             lr_lm=lr_lm,
             lr_selector=lr_selector,
             selector_warmup_steps=selector_warmup_steps,

@@ -26,6 +26,12 @@ class LoraSettings(BaseModel):
     dropout: float = Field(0.1, ge=0, lt=1)
     targets: str | list[str] = "all-linear"
 
+    @classmethod
+    def of_rank(cls, r: int) -> LoraSettings | None:
+        """The adapter a command line's bare ``--lora-r`` asks for (alpha 2r, dropout 0.05;
+        r = 0: no adapter)."""
+        return cls(r=r, alpha=2 * r, dropout=0.05) if r > 0 else None
+
 
 def add_lora(model, name: str | None, settings: LoraSettings, *, task_type: str | None = "CAUSAL_LM") -> None:
     """Inject a LoRA adapter into `model` — a transformers model or a sentence-transformers one,
@@ -86,6 +92,20 @@ def set_lora_trainable(lm, adapters: Iterable[str]) -> None:
 def lora_state(lm) -> dict[str, torch.Tensor]:
     """Every LoRA weight of `lm`, by the names `named_lora_parameters` gives, on the CPU."""
     return {name: p.detach().cpu().clone() for _, name, p in named_lora_parameters(lm)}
+
+
+def load_lora_state(lm, state: dict[str, torch.Tensor]) -> None:
+    """Copy `lora_state`'s weights back into `lm` (the same adapters injected), refusing a state
+    with weights the model lacks rather than loading part of it."""
+    from korag.errors import ModelError
+
+    params = dict(lm.named_parameters())
+    missing = [n for n in state if n not in params]
+    if missing:
+        raise ModelError(f"the saved state has {len(missing)} weight(s) this model lacks, e.g. {missing[0]}")
+    with torch.no_grad():
+        for n, t in state.items():
+            params[n].copy_(t.to(params[n].device, params[n].dtype))
 
 
 def freeze_base(lm) -> None:

@@ -86,7 +86,7 @@ def run_read(ctx: StageContext) -> dict[str, Any]:
     p = ctx.params
     qa = _qa(ctx)
     train, _ = split_questions(list(qa.examples), p["test_fraction"], p["seed"], None)
-    lora = LoraSettings(r=p["lora_r"], alpha=2 * p["lora_r"], dropout=0.05) if p["lora_r"] else None
+    lora = LoraSettings.of_rank(p["lora_r"])
     keys = ("top_k", "hops", "intermediate", "train_with", "retrieval_weight", "qa_weight", "lr_lm", "lr_z")
     config = ReadConfig(
         init_from=str(ctx.input("written").path / "model"),

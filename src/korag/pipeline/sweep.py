@@ -166,19 +166,21 @@ def _cell(v: Any) -> str:
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
+def metric_cell(row: dict[str, Any], metric: str) -> str:
+    """One seed-merged figure as shown: mean ± std where several seeds ran, – where unmeasured."""
+    if metric not in row:
+        return "–"
+    if row.get("seeds", 1) > 1:
+        return f"{row[metric]:.4f} ± {row[f'{metric}_std']:.4f}"
+    return f"{row[metric]:.4f}"
+
+
 def sweep_markdown(rows: Sequence[dict[str, Any]], keys: Sequence[str], metrics: Sequence[str]) -> str:
     """The seed-merged rows as a Markdown table (mean ± std where several seeds ran)."""
     head = [*keys, "seeds", *metrics]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for r in rows:
-        cells = [_cell(r.get(k)) for k in keys] + [str(r.get("seeds", 1))]
-        for m in metrics:
-            if m not in r:
-                cells.append("–")
-            elif r.get("seeds", 1) > 1:
-                cells.append(f"{r[m]:.4f} ± {r[f'{m}_std']:.4f}")
-            else:
-                cells.append(f"{r[m]:.4f}")
+        cells = [_cell(r.get(k)) for k in keys] + [str(r.get("seeds", 1))] + [metric_cell(r, m) for m in metrics]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -12,7 +12,7 @@ import torch
 
 from korag import atomic
 from korag.errors import ModelError
-from korag.memory.adapters import lora_state
+from korag.memory.adapters import load_lora_state, lora_state
 from korag.memory.base_lm import load_base_lm
 from korag.memory.clara.model import ADAPTERS, ClaraConfig, ClaraModel
 
@@ -36,14 +36,8 @@ def trained_state(model: ClaraModel) -> dict[str, torch.Tensor]:
 def load_trained_state(model: ClaraModel, state: dict[str, torch.Tensor]) -> None:
     """Put `trained_state` back into a freshly built model of the same config."""
     rows = {k: state[k] for k in ("added_rows", "added_output_rows") if k in state}
-    params = dict(model.lm.named_parameters())
-    weights = {n: t for n, t in state.items() if n not in rows}
-    missing = [n for n in weights if n not in params]
-    if missing:
-        raise ModelError(f"the saved state has {len(missing)} weight(s) this model lacks, e.g. {missing[0]}")
+    load_lora_state(model.lm, {n: t for n, t in state.items() if n not in rows})
     with torch.no_grad():
-        for n, t in weights.items():
-            params[n].copy_(t.to(params[n].device, params[n].dtype))
         targets = {"added_rows": model.lm.get_input_embeddings().weight}
         if "added_output_rows" in rows:
             targets["added_output_rows"] = model.lm.get_output_embeddings().weight

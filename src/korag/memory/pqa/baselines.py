@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from korag.data.schema import Corpus, QAExample, Queries
 from korag.eval.qa import evaluate_answers
@@ -53,6 +54,25 @@ def _row(preds: Sequence[str], records: Sequence[Record], chosen: Sequence[Seque
     return row
 
 
+def collect_batches(
+    n: int,
+    answer: Callable[[slice], tuple[list[str], list[list[int]] | None]],
+    *,
+    batch_size: int = 8,
+    desc: str = "",
+    show_progress: bool = False,
+) -> tuple[list[str], list[list[int]] | None]:
+    """(answers, rows read, or None when `answer` reports none) of `answer(slice)` over n
+    questions in batches."""
+    preds: list[str] = []
+    chosen: list[list[int]] | None = []
+    for s in tqdm(range(0, n, batch_size), desc=desc, disable=not show_progress, leave=False):
+        p, c = answer(slice(s, s + batch_size))
+        preds += p
+        chosen = None if c is None or chosen is None else chosen + c
+    return preds, chosen
+
+
 def run_batched(
     records: Sequence[Record],
     answer: Callable[[list[str], slice], tuple[list[str], list[list[int]] | None]],
@@ -61,14 +81,8 @@ def run_batched(
 ) -> dict[str, Any]:
     """One table row from `answer(questions, slice)` → (answers, rows read or None), in batches."""
     questions = [e.question for e, _ in records]
-    preds: list[str] = []
-    chosen: list[list[int]] | None = []
     t0 = time.perf_counter()
-    for s in range(0, len(records), batch_size):
-        sl = slice(s, s + batch_size)
-        p, c = answer(questions[sl], sl)
-        preds += p
-        chosen = None if c is None or chosen is None else chosen + c
+    preds, chosen = collect_batches(len(records), lambda sl: answer(questions[sl], sl), batch_size=batch_size)
     return _row(preds, records, chosen, time.perf_counter() - t0)
 
 

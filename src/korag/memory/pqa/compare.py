@@ -17,6 +17,7 @@ from korag.errors import ConfigError
 from korag.memory.pqa.baselines import clara_row, retrieved_rows, text_baselines, xrag_row
 from korag.memory.pqa.evaluate import evaluate_reading, write_quality
 from korag.memory.pqa.inference import Intermediate, PQAReader
+from korag.memory.pqa.model import ParametricQA
 from korag.memory.pqa.query import QueryEmbeddings, load_query_encoder
 from korag.memory.pqa.store import load_pqa
 from korag.memory.pqa.train import read_records, written_with_title
@@ -37,10 +38,26 @@ def pool_corpus(corpus: Corpus, doc_ids: Sequence[str], source: str = "") -> Cor
     return corpus.subset([corpus.index_of(d) for d in doc_ids])
 
 
+def read_config(info: dict[str, Any]) -> dict[str, Any]:
+    """The read-phase settings a saved model records (empty for a written-only model)."""
+    return info.get("records", {}).get("read", {}).get("config", {})
+
+
 def read_phase_changed_memories(info: dict[str, Any]) -> bool:
     """Whether the saved model's read phase trained its memories or their projection."""
-    read = info.get("records", {}).get("read", {}).get("config", {})
-    return any(float(read.get(k) or 0) > 0 for k in ("lr_z", "lr_projection"))
+    return any(float(read_config(info).get(k) or 0) > 0 for k in ("lr_z", "lr_projection"))
+
+
+def model_write_quality(
+    model: ParametricQA, info: dict[str, Any], corpus: Corpus, source: str, **options: Any
+) -> dict[str, Any]:
+    """`evaluate.write_quality` (with `options`) of a loaded model over its written documents
+    (taken from `corpus`), with "measured_after": the last phase that changed its memories."""
+    pool = pool_corpus(corpus, info["doc_ids"], source)
+    out = write_quality(model, pool.contents(written_with_title(info)), **options)
+    out["measured_after"] = "read" if read_phase_changed_memories(info) else "write"
+    out["model"] = source
+    return out
 
 
 def measure_write_quality(
@@ -54,24 +71,21 @@ def measure_write_quality(
     show_progress: bool = False,
     doc_ids: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """`evaluate.write_quality` of the saved model at `pqa_dir` over its written documents (taken
-    from `corpus`), with "measured_after": the last phase that changed its memories. `doc_ids`,
-    when given, must be the model's pool (a check that two models hold the same documents)."""
+    """`model_write_quality` of the saved model at `pqa_dir`. `doc_ids`, when given, must be the
+    model's pool (a check that two models hold the same documents)."""
     model, _, _, info = load_pqa(pqa_dir, device=device)
     if doc_ids is not None and list(doc_ids) != info["doc_ids"]:
         raise ConfigError(f"{pqa_dir} was written from other documents than the model under evaluation")
-    pool = pool_corpus(corpus, info["doc_ids"], str(pqa_dir))
-    out = write_quality(
+    return model_write_quality(
         model,
-        pool.contents(written_with_title(info)),
+        info,
+        corpus,
+        str(pqa_dir),
         identify=identify,
         regenerate=regenerate,
         random_projection=random_projection,
         show_progress=show_progress,
     )
-    out["measured_after"] = "read" if read_phase_changed_memories(info) else "write"
-    out["model"] = str(pqa_dir)
-    return out
 
 
 def compare_systems(
@@ -110,7 +124,7 @@ def compare_systems(
     queries = QueryEmbeddings(load_query_encoder(encoder_name), device=device) if encoder_name else None
     reader = PQAReader(model, selector, queries)
     if intermediate is None:
-        intermediate = info.get("records", {}).get("read", {}).get("config", {}).get("intermediate", "answer")
+        intermediate = read_config(info).get("intermediate", "answer")
     rows: dict[str, dict[str, Any]] = evaluate_reading(
         reader,
         records,
@@ -185,16 +199,12 @@ def compare_systems(
         "documents": len(pool),
         "text_bytes_per_document": text_bytes,
     }
-    if write:
-        del model, reader, text
+    options = {"identify": identify, "regenerate": regenerate, "random_projection": random_projection}
+    if write and written_dir is not None:
+        del model, reader, text  # the written model replaces it in memory
         result["write"] = measure_write_quality(
-            written_dir or pqa_dir,
-            corpus,
-            identify=identify,
-            regenerate=regenerate,
-            random_projection=random_projection,
-            device=device,
-            show_progress=show_progress,
-            doc_ids=info["doc_ids"],
+            written_dir, corpus, device=device, show_progress=show_progress, doc_ids=info["doc_ids"], **options
         )
+    elif write:
+        result["write"] = model_write_quality(model, info, corpus, str(pqa_dir), show_progress=show_progress, **options)
     return result

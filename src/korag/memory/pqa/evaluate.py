@@ -27,9 +27,9 @@ from tqdm.auto import tqdm
 from korag.data.schema import QAExample, Qrels, Ranking
 from korag.eval.generation import rouge_l
 from korag.eval.ir import evaluate_ranking
-from korag.memory.pqa.baselines import answer_scores, gold_read
+from korag.memory.pqa.baselines import answer_scores, collect_batches, gold_read
 from korag.memory.pqa.inference import Intermediate, PQAReader
-from korag.memory.pqa.model import ParametricQA, ZProjection, embedding_rms
+from korag.memory.pqa.model import ParametricQA
 
 
 @torch.no_grad()
@@ -127,10 +127,7 @@ def write_quality(
 def _with_random_projection(model: ParametricQA, docs, z, seed: int, batch_size: int) -> np.ndarray:
     trained = model.projection
     torch.manual_seed(seed)
-    cfg = model.config
-    model.projection = ZProjection(
-        cfg.z_dim, model.hidden_size, kind=cfg.projection, layer_norm=cfg.layer_norm, target_rms=embedding_rms(model.lm)
-    ).to(model.device)
+    model.projection = model.new_projection()
     try:
         return identification_matrix(model, docs, z, batch_size=batch_size)
     finally:
@@ -178,12 +175,10 @@ def evaluate_reading(
     def run(name: str, fn) -> None:
         before = dict(reader.timings)
         t0 = time.perf_counter()
-        preds: list[str] = []
-        chosen: list[list[int]] = []
-        for s in tqdm(range(0, len(examples), batch_size), desc=name, disable=not show_progress, leave=False):
-            p, c = fn(slice(s, s + batch_size))
-            preds += p
-            chosen += c
+        preds, chosen = collect_batches(
+            len(examples), fn, batch_size=batch_size, desc=name, show_progress=show_progress
+        )
+        assert chosen is not None  # every PQA row reports the memories it read
         row: dict[str, Any] = {**answer_scores(preds, examples), **gold_read(examples, chosen), "predictions": preds}
         n = len(examples)
         for t in reader.timings:
@@ -202,13 +197,12 @@ def evaluate_reading(
                 lambda sl: reader.answer_iterative(questions[sl], width, intermediate=intermediate)[:2],
             )
         sel = selection_metrics(reader, examples, doc_ids, k=min(10, len(doc_ids)))
-        for name, row in rows.items():
-            if name != "pqa (gold z)":
+        gold_row = rows["pqa (gold z)"]
+        for row in rows.values():
+            if row is not gold_row:
                 row.update(sel)
-        for name in rows:
-            if name != "pqa (gold z)":
                 for metric in ("em_squad", "em_korquad"):
-                    rows[name][f"{metric}_gap_to_gold"] = rows["pqa (gold z)"][metric] - rows[name][metric]
+                    row[f"{metric}_gap_to_gold"] = gold_row[metric] - row[metric]
     for row in rows.values():
         row["bytes_per_document"] = reader.model.storage_bytes_per_document()
         row["peak_memory_mb"] = peak_memory_mb()

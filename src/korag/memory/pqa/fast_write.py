@@ -22,14 +22,11 @@ from korag.memory.pqa.model import ParametricQA
 def document_features(model: ParametricQA, docs: Sequence[str], *, batch_size: int = 8) -> torch.Tensor:
     """Mean last-layer state of the frozen LM over each document's tokens (docs × hidden)."""
     out = []
-    tok = model.tokenizer
+    width = model.config.max_doc_tokens
     with model.adapters_off():
         for s in range(0, len(docs), batch_size):
-            rows = [
-                tok(d, add_special_tokens=False, truncation=True, max_length=model.config.max_doc_tokens)["input_ids"]
-                for d in docs[s : s + batch_size]
-            ]
-            ids, mask = model.left_pad([r or [tok.eos_token_id] for r in rows])
+            rows = [r[:width] for r in model.encode(docs[s : s + batch_size])]
+            ids, mask = model.left_pad([r or [model.tokenizer.eos_token_id] for r in rows])
             hidden = model.hidden_states(input_ids=ids, attention_mask=mask, position_ids=model.positions(mask))
             m = mask.unsqueeze(-1).to(hidden.dtype)
             out.append(((hidden * m).sum(1) / m.sum(1).clamp(min=1)).float().cpu())

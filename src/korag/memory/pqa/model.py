@@ -114,15 +114,16 @@ class ParametricQA(SlotLM):
             # one flat row per document, so the write phase can look rows up sparsely (SparseAdam
             # then moves only the rows of the batch, as if each document had its own optimiser)
             self.pool = torch.nn.Parameter(torch.randn(n_docs, width) * config.z_init_std)
-        self.projection = ZProjection(
-            config.z_dim,
-            self.hidden_size,
-            kind=config.projection,
-            layer_norm=config.layer_norm,
-            target_rms=embedding_rms(lm),
-        ).to(self.device)
+        self.projection = self.new_projection()
         self.pool.data = self.pool.data.to(self.device)
         self.lora: LoraSettings | None = None
+
+    def new_projection(self) -> ZProjection:
+        """A freshly initialised projection of this model's shape, on its device."""
+        c = self.config
+        return ZProjection(
+            c.z_dim, self.hidden_size, kind=c.projection, layer_norm=c.layer_norm, target_rms=embedding_rms(self.lm)
+        ).to(self.device)
 
     @property
     def n_docs(self) -> int:

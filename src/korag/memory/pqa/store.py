@@ -18,7 +18,7 @@ import torch
 
 from korag import atomic
 from korag.errors import ModelError
-from korag.memory.adapters import LoraSettings, lora_state
+from korag.memory.adapters import LoraSettings, load_lora_state, lora_state
 from korag.memory.base_lm import load_base_lm
 from korag.memory.pqa.model import ParametricQA, PQAConfig
 from korag.memory.pqa.selectors import Selector, SelectorConfig, make_selector
@@ -55,13 +55,8 @@ def load_model_state(model: ParametricQA, selector: Selector | None, state: dict
         else:
             model.pool.copy_(state["pool"].to(model.device))
         model.projection.load_state_dict(state["projection"])
-        if state.get("lora"):
-            params = dict(model.lm.named_parameters())
-            missing = [n for n in state["lora"] if n not in params]
-            if missing:
-                raise ModelError(f"the saved LoRA has {len(missing)} weight(s) this model lacks, e.g. {missing[0]}")
-            for n, t in state["lora"].items():
-                params[n].copy_(t.to(params[n].device, params[n].dtype))
+    if state.get("lora"):
+        load_lora_state(model.lm, state["lora"])
     if selector is not None and "selector" in state:
         selector.load_state_dict(state["selector"])
 

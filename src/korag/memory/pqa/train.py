@@ -31,7 +31,7 @@ from korag.memory.adapters import LoraSettings, lora_parameters
 from korag.memory.clara.topk import differentiable_topk
 from korag.memory.loop import LoopSettings, resolve_device, run_loop
 from korag.memory.pqa.fast_write import FastWriteInit, document_features
-from korag.memory.pqa.model import ParametricQA, PQAConfig
+from korag.memory.pqa.model import READER, ParametricQA, PQAConfig
 from korag.memory.pqa.query import QueryEmbeddings, bridge_query, load_query_encoder
 from korag.memory.pqa.selectors import Selector, SelectorConfig, exclude, make_selector, retrieval_loss
 from korag.memory.pqa.store import build_pqa, load_model_state, load_pqa, model_state, save_pqa
@@ -83,6 +83,15 @@ class ReadConfig(LoopSettings):
     batch_size: int = Field(8, gt=0)
     warmup_ratio: float = Field(0.0, ge=0, lt=1)
     save_steps: int = Field(200, gt=0)
+
+
+def _train_or_freeze(groups: list[dict[str, Any]], params: list[torch.nn.Parameter], lr: float) -> None:
+    """Add `params` as an optimiser group at `lr`, or freeze them when `lr` is 0."""
+    if lr > 0:
+        groups.append({"params": params, "lr": lr})
+    else:
+        for p in params:
+            p.requires_grad_(False)
 
 
 def _run_record(loop, extra: dict[str, Any]) -> dict[str, Any]:
@@ -346,21 +355,10 @@ def train_read(
     if config.lora is not None and model.lora is None:
         model.add_reader_lora(config.lora)
     groups: list[dict[str, Any]] = [{"params": list(selector.parameters()), "lr": config.lr_selector}]
-    if model.lora is not None and config.lr_lm > 0:
-        groups.append({"params": lora_parameters(model.lm, ["reader"]), "lr": config.lr_lm})
-    elif model.lora is not None:
-        for p in lora_parameters(model.lm, ["reader"]):
-            p.requires_grad_(False)
-    proj = list(model.projection.parameters())
-    if config.lr_projection > 0:
-        groups.append({"params": proj, "lr": config.lr_projection})
-    else:
-        for p in proj:
-            p.requires_grad_(False)
-    if config.lr_z > 0 and model.config.memory == "learned":
-        groups.append({"params": [model.pool], "lr": config.lr_z})
-    else:
-        model.pool.requires_grad_(False)
+    if model.lora is not None:
+        _train_or_freeze(groups, lora_parameters(model.lm, [READER]), config.lr_lm)
+    _train_or_freeze(groups, list(model.projection.parameters()), config.lr_projection)
+    _train_or_freeze(groups, [model.pool], config.lr_z if model.config.memory == "learned" else 0.0)
     if config.selector_warmup_steps > 0:
         _warm_up_selector(step, selector, config, out / "selector-warmup", resume, show_progress)
     optimizer = torch.optim.AdamW(groups, weight_decay=0.0)
