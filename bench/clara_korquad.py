@@ -29,14 +29,14 @@ from rich.table import Table
 from korag import atomic
 from korag.data.korquad import read_korquad
 from korag.data.schema import QASet
+from korag.data.training import split_by_group
 from korag.eval.report import RunSummary, plot_metrics
+from korag.memory.clara.config import ClaraConfig, ClaraTrainConfig
 from korag.memory.clara.data import retrieval_examples, stage1_from_qa
 from korag.memory.clara.inference import ClaraReader, evaluate_clara
-from korag.memory.clara.model import ClaraConfig
 from korag.memory.clara.store import load_clara
-from korag.memory.clara.train import ClaraTrainConfig, train_clara
+from korag.memory.clara.train import train_clara
 from korag.retrieval.bm25 import BM25Retriever
-from korag.training.data import split_by_group
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "korquad" / "KorQuAD_v1.0_dev.json"

@@ -34,10 +34,10 @@ from rich.console import Console
 from rich.table import Table
 
 from korag import atomic
+from korag.memory.clara.config import ClaraConfig, ClaraTrainConfig
 from korag.memory.clara.data import ClaraExample
-from korag.memory.clara.model import ClaraConfig
 from korag.memory.clara.store import load_clara
-from korag.memory.clara.train import ClaraTrainConfig, train_clara
+from korag.memory.clara.train import train_clara
 
 ROOT = Path(__file__).resolve().parents[1]
 console = Console(width=160)

@@ -30,24 +30,23 @@ import random
 import time
 from pathlib import Path
 
+from korag.cli_pqa import comparison_table, write_table
 from rich.console import Console
 from rich.table import Table
 
 from korag import atomic
-from korag.cli_pqa import comparison_table, write_table
 from korag.data.korquad import read_korquad
 from korag.data.schema import Corpus, QAExample, QASet
 from korag.eval.report import RunSummary, plot_metrics, plot_sweep
-from korag.memory.adapters import LoraSettings
+from korag.memory.clara.config import ClaraConfig, ClaraTrainConfig
 from korag.memory.clara.data import retrieval_examples, stage1_from_qa
-from korag.memory.clara.model import ClaraConfig
-from korag.memory.clara.train import ClaraTrainConfig, train_clara
+from korag.memory.clara.train import train_clara
 from korag.memory.pqa.compare import compare_systems
+from korag.memory.pqa.config import PQAConfig, ReadConfig, SelectorConfig, WriteConfig
 from korag.memory.pqa.evaluate import write_quality
-from korag.memory.pqa.model import PQAConfig
-from korag.memory.pqa.selectors import SelectorConfig
 from korag.memory.pqa.store import load_pqa
-from korag.memory.pqa.train import ReadConfig, WriteConfig, train_read, write_documents
+from korag.memory.pqa.train import train_read, write_documents
+from korag.models.lora import LoraSettings
 from korag.retrieval.bm25 import BM25Retriever
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,7 +111,7 @@ def main() -> None:
     args = ap.parse_args()
     from transformers import AutoTokenizer
 
-    from korag.memory.base_lm import resolve_base
+    from korag.models.causal_lm import resolve_base
     from korag.models.offline import convert_e5_small
 
     t_start = time.perf_counter()

@@ -29,13 +29,13 @@ from rich.table import Table
 
 from korag.data.korquad import read_korquad
 from korag.data.schema import RetrievalSet
+from korag.data.training import split_by_group, split_queries
 from korag.eval.ir import evaluate_ranking
 from korag.eval.report import RunSummary, plot_metrics
 from korag.retrieval.bm25 import BM25Retriever
 from korag.retrieval.dense import DenseRetriever
 from korag.retrieval.fusion import fuse, tune_weights
 from korag.retrieval.sparse import SparseRetriever
-from korag.training.data import split_by_group, split_queries
 from korag.training.sparse import SparseTrainConfig, train_sparse
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -36,7 +36,8 @@ from korag.data.sample import load_sample, question_kinds
 from korag.eval.ir import evaluate_ranking
 from korag.retrieval.bm25 import BM25Retriever
 from korag.retrieval.expansion import QueryExpansion
-from korag.text.synonyms import SynonymDict, corpus_terms, embedding_candidates, pattern_candidates
+from korag.synth.synonyms import corpus_terms, embedding_candidates, pattern_candidates
+from korag.text.synonyms import SynonymDict
 
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = ["mrr@10", "recall@5"]
@@ -62,7 +63,7 @@ def build_dictionaries(qa, model: Path, console: Console) -> dict[str, SynonymDi
     if not (model / "modules.json").is_file():
         console.print(f"[yellow]{model} not found: skipping the embedding dictionaries[/]")
         return dicts
-    from korag.retrieval.encoder import DenseEncoder
+    from korag.models.encoder import DenseEncoder
 
     encoder = DenseEncoder(model)
     korean, english = corpus_terms(qa.corpus.texts)
@@ -84,7 +85,8 @@ def measure_verification(patterns: SynonymDict, llm: str, console: Console) -> d
     """Yes/no answers of `llm` on true pairs and on the same pairs with rotated English sides."""
     from korag.synth.generation import GenerationConfig
     from korag.synth.llm import make_generator
-    from korag.text.synonyms import SynonymEntry, parse_verdict, verification_prompt
+    from korag.synth.synonyms import parse_verdict, verification_prompt
+    from korag.text.synonyms import SynonymEntry
 
     true = [e for e in patterns if e.english.isascii()]
     # rotate until no Korean term keeps one of its own English glosses

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
+import traceback
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -22,17 +26,60 @@ def korquad_dev() -> Path:
     return KORQUAD_DEV
 
 
-def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 600):
-    """Run the installed `korag` command in a subprocess (as a user would)."""
-    full_env = {**os.environ, "COLUMNS": "200", "PYTHONWARNINGS": "ignore", **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "korag.cli", *args],
-        cwd=cwd,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+@dataclass
+class CliResult:
+    """What a `korag` command returned and printed (the fields of `subprocess.CompletedProcess`)."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(
+    *args: str,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 600,
+    subprocess_: bool = False,
+) -> CliResult | subprocess.CompletedProcess:
+    """Run `korag` with `args` as a user would: the CLI's own `main()` (one-line errors, exit
+    codes) in this process, its stdout and stderr captured — or, with `subprocess_`, the
+    installed command in a child process (for what only a process shows: start-up imports,
+    being killed)."""
+    full_env = {"COLUMNS": "200", "PYTHONWARNINGS": "ignore", **(env or {})}
+    if subprocess_:
+        return subprocess.run(
+            [sys.executable, "-m", "korag.cli", *args],
+            cwd=cwd,
+            env={**os.environ, **full_env},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    from korag.cli import main
+
+    saved_env, saved_argv, saved_cwd = dict(os.environ), sys.argv, Path.cwd()
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    try:
+        os.environ.update(full_env)
+        sys.argv = ["korag", *args]
+        if cwd is not None:
+            os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main()
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+            except Exception:
+                traceback.print_exc()  # what --debug shows
+                code = 1
+    finally:
+        os.chdir(saved_cwd)
+        sys.argv = saved_argv
+        os.environ.clear()
+        os.environ.update(saved_env)
+    return CliResult(code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture(scope="session")
@@ -62,7 +109,7 @@ def sample_beir(tmp_path_factory) -> Path:
     """The built-in sample set in BEIR layout: 'train' and 'test' qrels over one corpus."""
     from korag.data.beir import write_beir
     from korag.data.sample import load_sample
-    from korag.training.data import split_queries
+    from korag.data.training import split_queries
 
     rs = load_sample().to_retrieval_set()
     test, train = split_queries(rs, 0.6, seed=1)

@@ -11,8 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from korag.memory.clara.model import ClaraConfig, ClaraModel
+from korag.eval.comparison import System, find
+from korag.memory.clara.config import ClaraConfig
+from korag.memory.clara.model import ClaraModel
 from korag.memory.clara.topk import differentiable_topk
+from korag.models.lora import LoraSettings
 
 COUNTRIES = ["갑국", "을국", "병국", "정국", "무국", "기국", "경국", "신국"]
 CITIES = ["가람", "나루", "다솜", "라온", "마루", "바다", "사랑", "아라"]
@@ -43,7 +46,7 @@ def _model(lm_dir, adapters=("encoder", "decoder", "query_reasoner"), **kw) -> C
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch.manual_seed(0)
-    cfg = ClaraConfig(doc_max_length=16, compression_rate=4, lora_r=16, lora_alpha=32, lora_dropout=0.0, **kw)
+    cfg = ClaraConfig(doc_max_length=16, compression_rate=4, lora=LoraSettings(r=16, alpha=32, dropout=0.0), **kw)
     return ClaraModel(
         AutoModelForCausalLM.from_pretrained(lm_dir), AutoTokenizer.from_pretrained(lm_dir), cfg, adapters=adapters
     )
@@ -227,12 +230,13 @@ def test_stage_data_from_a_qa_set():
 def test_three_stages_train_save_load_and_resume(lm_dir, facts, tmp_path, monkeypatch):
     from korag.errors import ConfigError
     from korag.memory.clara import train as train_mod
+    from korag.memory.clara.config import ClaraTrainConfig
     from korag.memory.clara.data import ClaraExample
     from korag.memory.clara.store import load_clara
-    from korag.memory.clara.train import ClaraTrainConfig, train_clara
+    from korag.memory.clara.train import train_clara
 
     docs, questions, capitals = facts
-    cc = ClaraConfig(doc_max_length=16, compression_rate=4, top_k=1, lora_r=8, lora_dropout=0.0)
+    cc = ClaraConfig(doc_max_length=16, compression_rate=4, top_k=1, lora=LoraSettings(r=8, alpha=32, dropout=0.0))
     s1 = [ClaraExample((q,), (a,), (d,)) for q, a, d in zip(questions, capitals, docs, strict=True)]
     cfg1 = ClaraTrainConfig(
         base=str(lm_dir), stage=1, clara=cc, max_steps=6, batch_size=4, save_steps=2, learning_rate=1e-3
@@ -301,8 +305,8 @@ def test_cli_trains_a_stage_from_ml_clara_jsonl(lm_dir, facts, tmp_path):
         "16",
         "--compression-rate",
         "4",
-        "--lora-r",
-        "4",
+        "--set",
+        "clara.lora.r=4",
         "--max-steps",
         "2",
         "--device",
@@ -337,14 +341,17 @@ def test_mse_term_shrinks_the_memory_document_gap(lm_dir, facts):
     assert with_mse < 0.5 * without
 
 
-STAGE2_CLARA = ClaraConfig(doc_max_length=16, compression_rate=4, top_k=1, lora_r=16, lora_alpha=32, lora_dropout=0.0)
+STAGE2_CLARA = ClaraConfig(
+    doc_max_length=16, compression_rate=4, top_k=1, lora=LoraSettings(r=16, alpha=32, dropout=0.0)
+)
 
 
 @pytest.fixture(scope="module")
 def stage2_dir(lm_dir, facts, tmp_path_factory) -> Path:
     """A stage-2 model that answers the facts from their compressed documents (150 steps)."""
+    from korag.memory.clara.config import ClaraTrainConfig
     from korag.memory.clara.data import ClaraExample
-    from korag.memory.clara.train import ClaraTrainConfig, train_clara
+    from korag.memory.clara.train import train_clara
 
     docs, questions, capitals = facts
     s2 = [ClaraExample((q,), (a,), (d,)) for q, a, d in zip(questions, capitals, docs, strict=True)]
@@ -358,10 +365,11 @@ def stage2_dir(lm_dir, facts, tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 def test_stage3_raises_recall_from_the_answer_loss_alone(lm_dir, facts, stage2_dir, tmp_path):
+    from korag.memory.clara.config import ClaraTrainConfig
     from korag.memory.clara.data import ClaraExample
     from korag.memory.clara.inference import ClaraReader
     from korag.memory.clara.store import load_clara
-    from korag.memory.clara.train import ClaraTrainConfig, train_clara
+    from korag.memory.clara.train import train_clara
 
     docs, questions, capitals = facts
     # every question's candidates are all documents, in a different order each time
@@ -415,14 +423,17 @@ def test_reader_caches_compressed_documents_and_runs_baselines(lm_dir, facts, tm
         for i, (q, a, d) in enumerate(zip(questions[:4], capitals[:4], docs[:4], strict=True))
     ]
     rows = evaluate_clara(reader, examples, k=2)
-    assert set(rows) == {"clara (given documents)", "clara (query reasoner picks)", "closed-book", "full-text RAG"}
-    picks = rows["clara (query reasoner picks)"]
-    assert 0 <= picks["recall@1"] <= 1 and "recall@5" not in picks
-    cb = rows["closed-book"]
+    assert [r.system for r in rows] == [System.CLARA, System.CLARA_REASONER, System.CLOSED_BOOK, System.FULL_TEXT]
+    assert [r.label for r in rows] == [
+        "clara (given documents)", "clara (query reasoner picks)", "closed-book", "full-text RAG"
+    ]  # fmt: skip
+    picks = find(rows, System.CLARA_REASONER)
+    assert 0 <= picks["recall@1"] <= 1 and "recall@5" not in picks.metrics
+    cb = find(rows, System.CLOSED_BOOK)
     assert cb["compression_nominal"] == 4
     # these facts are shorter than their 4 memory tokens + separator: compression saves nothing here
     assert cb["prompt_tokens_saved"] == pytest.approx(1 - cb["prompt_tokens_clara"] / cb["prompt_tokens_full_text"])
-    assert all(len(r["predictions"]) == 4 for r in rows.values())
+    assert all(len(r["predictions"]) == 4 for r in rows)
 
 
 @pytest.mark.slow
@@ -452,20 +463,21 @@ def test_questions_about_a_pdf_are_answered_from_compressed_passages(lm_dir, fac
     model, _ = load_clara(stage2_dir)
     rows = evaluate_clara(ClaraReader(model), examples, k=1, baselines=("closed-book",))
     # the passages carry the PDF's title, which training never saw, and still the facts come back
-    assert rows["clara (given documents)"]["em_korquad"] >= 75 > rows["closed-book"]["em_korquad"]
-    assert rows["clara (given documents)"]["recall@1"] == 1.0
+    assert find(rows, System.CLARA)["em_korquad"] >= 75 > find(rows, System.CLOSED_BOOK)["em_korquad"]
+    assert find(rows, System.CLARA)["recall@1"] == 1.0
 
     # the CLI, with a second model at another rate in the same table (barely trained: its row is
     # there to be compared, not to be good)
+    from korag.memory.clara.config import ClaraTrainConfig
     from korag.memory.clara.data import ClaraExample
-    from korag.memory.clara.train import ClaraTrainConfig, train_clara
+    from korag.memory.clara.train import train_clara
 
     s2 = [ClaraExample((q,), (a,), (d,)) for q, a, d in zip(questions, capitals, docs, strict=True)]
     rate8 = STAGE2_CLARA.model_copy(update={"compression_rate": 8})
     train_clara(s2, ClaraTrainConfig(base=str(lm_dir), stage=2, clara=rate8, max_steps=2), tmp_path / "r8")
     ws = tmp_path / "ws"
     models = ["--model", str(stage2_dir), "--model", str(tmp_path / "r8" / "model")]
-    args = ["eval", "qa", str(qfile), "--corpus", str(pdf), *models, "-w", str(ws), "--chunk-tokens", "3"]
+    args = ["eval", "clara", str(qfile), "--corpus", str(pdf), *models, "-w", str(ws), "--chunk-tokens", "3"]
     result = run_cli(*args, "--baselines", "closed-book", "-o", str(tmp_path / "rows.json"))
     assert result.returncode == 0, result.stderr
     assert "8 passages" in result.stdout and "100% of 8 questions" in result.stdout

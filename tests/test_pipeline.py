@@ -6,10 +6,12 @@ from pathlib import Path
 import pytest
 
 from korag.errors import ConfigError, MissingArtifactError
-from korag.pipeline.recipe import apply_overrides, load_recipe
+from korag.pipeline.artifacts import Kind
+from korag.pipeline.recipe import load_recipe
 from korag.pipeline.runner import plan_keys, run_plan
 from korag.pipeline.stage import Stage, Task
 from korag.pipeline.store import MANIFEST, ArtifactStore
+from korag.util.config import apply_overrides
 
 CALLS: list[str] = []
 
@@ -32,12 +34,12 @@ def _crash(ctx):
     raise RuntimeError("boom")
 
 
-SOURCE = Stage("source", 1, _source)
-DOUBLE = Stage("double", 1, _double)
+SOURCE = Stage("source", 1, _source, Kind.OTHER)
+DOUBLE = Stage("double", 1, _double, Kind.OTHER)
 
 
 def plan(value=1, factor=1, version=1):
-    double = Stage("double", version, _double)
+    double = Stage("double", version, _double, Kind.OTHER)
     return [
         Task("src", SOURCE, {"value": value}),
         Task("a", double, {"factor": factor}, {"src": "src"}),
@@ -65,7 +67,7 @@ def test_second_run_executes_nothing_and_changes_propagate_downstream_only(tmp_p
 
 def test_crashed_stage_leaves_nothing_that_reads_as_complete(tmp_path):
     store = ArtifactStore(tmp_path)
-    crash = Stage("crashy", 1, _crash)
+    crash = Stage("crashy", 1, _crash, Kind.OTHER)
     tasks = [Task("src", SOURCE, {"value": 1}), Task("c", crash, {}, {"src": "src"})]
     with pytest.raises(RuntimeError, match="boom"):
         run_plan(tasks, store)
@@ -107,7 +109,9 @@ def _slow(ctx):
 
 
 def _worker(workspace: str, log: str) -> None:
-    run_plan([Task("slow", Stage("slow", 1, _slow), {"log": log})], ArtifactStore(workspace), show_progress=False)
+    run_plan(
+        [Task("slow", Stage("slow", 1, _slow, Kind.OTHER), {"log": log})], ArtifactStore(workspace), show_progress=False
+    )
 
 
 def test_two_processes_run_a_stage_once(tmp_path):
@@ -126,11 +130,14 @@ def test_two_processes_run_a_stage_once(tmp_path):
 
 
 def test_recipes_validate_and_override():
-    r = load_recipe(None, ["runs.bm25-kiwi.k1=1.2", "runs.extra.tokenizer=mecab", "eval.k=10"])
+    r = load_recipe(None, ["runs.bm25-kiwi.k1=1.2", "runs.extra.tokenizer=mecab", "eval.k=10"], new_runs=True)
     assert r.name == "default"
     assert r.runs["bm25-kiwi"].k1 == 1.2
     assert r.runs["extra"].tokenizer == "mecab" and r.runs["extra"].b == 0.75
     assert r.eval.k == 10
+    # a mistyped run name is an error unless new runs are asked for (korag run --new-run)
+    with pytest.raises(ConfigError, match=r"no run 'bm25-kiwii' \(runs: bm25-bigram-stem, bm25-kiwi, .*--new-run"):
+        load_recipe(None, ["runs.bm25-kiwii.k1=1.2"])
     with pytest.raises(ConfigError, match=r"runs.bm25-kiwi.k2: Extra inputs are not permitted"):
         load_recipe(None, ["runs.bm25-kiwi.k2=1"])
     with pytest.raises(ConfigError, match=r"runs.bm25-kiwi.b: Input should be less than or equal to 1"):

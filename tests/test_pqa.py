@@ -10,13 +10,14 @@ import itertools
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from korag.memory.adapters import LoraSettings
-from korag.memory.pqa.model import PQAConfig
-from korag.memory.pqa.selectors import SelectorConfig
+from korag.eval.comparison import System, find
+from korag.memory.pqa.config import PQAConfig, SelectorConfig
 from korag.memory.pqa.synthetic import SyntheticWorld, lm_texts
+from korag.models.lora import LoraSettings
 
 WORLD_PEOPLE = 200
 
@@ -59,7 +60,8 @@ WRITE = PQAConfig(m_tokens=4, z_dim=32, max_doc_tokens=48)
 @pytest.fixture(scope="module")
 def written(tmp_path_factory, world, lm_dir, encoder_dir) -> Path:
     """The whole world (200 people, 8 towns) written into z, 600 steps."""
-    from korag.memory.pqa.train import WriteConfig, write_documents
+    from korag.memory.pqa.config import WriteConfig
+    from korag.memory.pqa.train import write_documents
 
     out = tmp_path_factory.mktemp("pqa") / "write"
     cfg = WriteConfig(
@@ -107,7 +109,7 @@ def test_targets_end_with_eos_even_when_pad_is_eos(lm_dir):
 def test_lora_weights_are_found_through_peft_not_by_name(lm_dir):
     from transformers import AutoModelForCausalLM
 
-    from korag.memory.adapters import add_lora, freeze_base, lora_parameters, named_lora_parameters
+    from korag.models.lora import add_lora, freeze_base, lora_parameters, named_lora_parameters
 
     lm = AutoModelForCausalLM.from_pretrained(lm_dir)
     lm.model.flora_scale = torch.nn.Parameter(torch.ones(3))  # a base weight whose name contains "lora"
@@ -188,13 +190,24 @@ def _written_accuracy(lm_dir, docs, m_tokens: int, z_dim: int, steps: int = 300)
     return acc.mean().item()
 
 
+# How far one memory size's accuracy moves with the seed or the CPU's arithmetic (AVX512 with bf16
+# kernels vs AVX2/float32, ATEN_CPU_CAPABILITY=avx2 KORAG_BF16=0): at 600 write steps, seeds 0–1
+# on both paths, a size spread by up to 0.021 while neighbouring sizes differ by 0.006–0.06, and
+# one pair of neighbours swapped by 0.011. A pair may therefore swap within this much; the trend
+# over the range does not: m = 16 beat m = 1 by 0.121–0.134 (AVX512) and 0.065–0.075 (AVX2).
+NOISE = 0.015
+
+
 # Memories small enough that their size, not the frozen LM's readability, bounds what comes back
 # (with z_dim 16 and m ≥ 4 every size reads back the same ~0.82 and the order is noise).
 @pytest.mark.slow
 def test_reconstruction_grows_with_memory_tokens(world, lm_dir):
     docs = world.corpus().texts[:64]
-    acc = [_written_accuracy(lm_dir, docs, m, 2) for m in (1, 2, 4, 8, 16)]
-    assert all(b >= a for a, b in itertools.pairwise(acc)), acc
+    sizes = (1, 2, 4, 8, 16)
+    acc = [_written_accuracy(lm_dir, docs, m, 2, steps=600) for m in sizes]
+    assert all(b >= a - NOISE for a, b in itertools.pairwise(acc)), acc
+    slope = np.polyfit(np.log2(sizes), acc, 1)[0]
+    assert slope > 0.008, (slope, acc)  # about half the slope measured on the least favourable path
     assert acc[-1] - acc[0] > 0.05, acc
 
 
@@ -202,7 +215,7 @@ def test_reconstruction_grows_with_memory_tokens(world, lm_dir):
 def test_reconstruction_grows_with_z_dim(world, lm_dir):
     docs = world.corpus().texts[:64]
     acc = [_written_accuracy(lm_dir, docs, 1, z, steps=200) for z in (1, 4, 16)]
-    assert all(b >= a for a, b in itertools.pairwise(acc)), acc
+    assert all(b >= a - NOISE for a, b in itertools.pairwise(acc)), acc
     assert acc[-1] - acc[0] > 0.03, acc
 
 
@@ -224,8 +237,9 @@ def test_fast_write_starts_from_the_learned_initialiser_and_improves(world, lm_d
 
 # -- read phase ------------------------------------------------------------------------------------
 def test_gold_memories_answer_the_training_facts(world, written, tmp_path):
+    from korag.memory.pqa.config import ReadConfig
     from korag.memory.pqa.evaluate import evaluate_reading
-    from korag.memory.pqa.train import ReadConfig, read_records, train_read
+    from korag.memory.pqa.train import read_records, train_read
 
     questions = world.one_hop()
     cfg = ReadConfig(
@@ -236,7 +250,9 @@ def test_gold_memories_answer_the_training_facts(world, written, tmp_path):
         lr_projection=1e-3,
         lr_selector=1e-2,
         retrieval_weight=1.0,
-        max_steps=800,
+        # 800 steps reached EM 98.5 with AVX512/bf16 kernels but 87.7 on the AVX2/float32 path
+        # (ATEN_CPU_CAPABILITY=avx2 KORAG_BF16=0); 1200 reach 99.5 and 96.3: above 90 on both
+        max_steps=1200,
         batch_size=16,
         device="cpu",
     )
@@ -244,15 +260,17 @@ def test_gold_memories_answer_the_training_facts(world, written, tmp_path):
     assert result["questions"] == len(questions) == 2 * WORLD_PEOPLE + 8
     reader, info = _reader(tmp_path / "read" / "model")
     rows = evaluate_reading(reader, read_records(questions, info["doc_ids"]), info["doc_ids"], k=1)
-    gold, selected = rows["pqa (gold z)"], rows["pqa (selected z, top-1)"]
+    gold, selected = find(rows, System.PQA_GOLD), find(rows, System.PQA_SELECTED)
+    assert [r.label for r in rows] == ["pqa (gold z)", "pqa (selected z, top-1)"]
     assert gold["em_korquad"] >= 90, gold["predictions"][:10]
     assert selected["em_korquad_gap_to_gold"] == pytest.approx(gold["em_korquad"] - selected["em_korquad"])
     assert 0 <= selected["recall@1"] <= 1 and selected["bytes_per_document"] == 4 * 32 * 4
 
 
 def _selector_recall(world, written, kind: str, out: Path) -> float:
+    from korag.memory.pqa.config import ReadConfig
     from korag.memory.pqa.evaluate import selection_metrics
-    from korag.memory.pqa.train import ReadConfig, read_records, train_read
+    from korag.memory.pqa.train import read_records, train_read
 
     questions = world.one_hop()
     cfg = ReadConfig(
@@ -283,8 +301,9 @@ def test_learned_selectors_beat_the_cosine(world, written, tmp_path):
 def test_iterative_hops_find_two_hop_evidence_one_hop_selection_cannot(world, written, tmp_path):
     """Held-out two-hop questions (a person's home town's mayor): the person's document is
     findable from the question, the town's only from what the first hop says."""
+    from korag.memory.pqa.config import ReadConfig
     from korag.memory.pqa.evaluate import evaluate_reading
-    from korag.memory.pqa.train import ReadConfig, read_records, train_read
+    from korag.memory.pqa.train import read_records, train_read
 
     two = world.two_hop()
     train, test = world.one_hop() + two[:100], two[100:]
@@ -297,8 +316,8 @@ def test_iterative_hops_find_two_hop_evidence_one_hop_selection_cannot(world, wr
     assert (tmp_path / "read" / "selector-warmup" / "tensorboard").is_dir()
     reader, info = _reader(tmp_path / "read" / "model")
     rows = evaluate_reading(reader, read_records(test, info["doc_ids"]), info["doc_ids"], multihop=True)
-    one_hop, iterative = rows["pqa (selected z, top-2)"], rows["pqa (iterative, 2 hops)"]
-    assert rows["pqa (gold z)"]["em_korquad"] >= 80
+    one_hop, iterative = find(rows, System.PQA_SELECTED, k=2), find(rows, System.PQA_ITERATIVE, k=2)
+    assert find(rows, System.PQA_GOLD)["em_korquad"] >= 80
     assert iterative["all_gold_selected"] >= one_hop["all_gold_selected"] + 0.4, (one_hop, iterative)
     assert iterative["em_korquad"] >= one_hop["em_korquad"] + 30
 
@@ -306,8 +325,9 @@ def test_iterative_hops_find_two_hop_evidence_one_hop_selection_cannot(world, wr
 # -- files, resumption, command line ---------------------------------------------------------------
 def test_saved_model_round_trips_and_bad_reads_are_clear_errors(world, lm_dir, encoder_dir, tmp_path):
     from korag.errors import ConfigError, ModelError
+    from korag.memory.pqa.config import ReadConfig, WriteConfig
     from korag.memory.pqa.store import load_pqa, read_info
-    from korag.memory.pqa.train import ReadConfig, WriteConfig, train_read, write_documents
+    from korag.memory.pqa.train import train_read, write_documents
 
     corpus = world.corpus().subset(range(12))
     cfg = WriteConfig(
@@ -320,7 +340,9 @@ def test_saved_model_round_trips_and_bad_reads_are_clear_errors(world, lm_dir, e
     info = read_info(out / "model")
     assert info["doc_ids"] == corpus.ids and info["config"]["m_tokens"] == 2 and info["encoder"] == str(encoder_dir)
     model, selector, fast, _ = load_pqa(out / "model")
-    saved = torch.load(out / "model" / "pqa_state.pt", weights_only=False)["pool"]
+    from safetensors.torch import load_file
+
+    saved = load_file(str(out / "model" / "pqa_state.safetensors"))["pool"]
     assert selector is None and fast is not None and torch.equal(model.pool.detach(), saved)
     with pytest.raises(ConfigError, match="none of the"):  # questions about documents never written
         train_read(world.corpus(), world.two_hop()[150:], ReadConfig(init_from=str(out / "model"), max_steps=1,
@@ -335,7 +357,8 @@ def test_saved_model_round_trips_and_bad_reads_are_clear_errors(world, lm_dir, e
 def test_interrupted_write_resumes_from_its_checkpoint(world, lm_dir, tmp_path, monkeypatch):
     import korag.memory.loop as loop
     from korag.errors import ConfigError
-    from korag.memory.pqa.train import WriteConfig, write_documents
+    from korag.memory.pqa.config import WriteConfig
+    from korag.memory.pqa.train import write_documents
 
     corpus = world.corpus().subset(range(8))
     cfg = WriteConfig(base=str(lm_dir), pqa=PQAConfig(m_tokens=1, z_dim=8), max_steps=6, batch_size=4,
@@ -373,20 +396,20 @@ def test_cli_trains_both_phases_and_compares_with_baselines(world, lm_dir, encod
     examples = world.one_hop()[:40]
     data.write_text(json.dumps(world.hotpotqa(examples), ensure_ascii=False), encoding="utf-8")
     r = run_cli(
-        "train", "pqa", str(data), "--phase", "write", "--base", str(lm_dir), "--encoder", str(encoder_dir),
+        "train", "pqa", "write", str(data), "--base", str(lm_dir), "--encoder", str(encoder_dir),
         "--max-docs", "20", "--m-tokens", "2", "--z-dim", "16", "--max-steps", "20", "--device", "cpu",
         "-o", str(tmp_path / "w"),
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert "write: 20 steps on 20 documents" in r.stdout
     r = run_cli(
-        "train", "pqa", str(data), "--phase", "read", "--init-from", str(tmp_path / "w" / "model"),
-        "--selector", "router", "--lora-r", "4", "--max-steps", "4", "--selector-warmup-steps", "3", "--device", "cpu", "-o", str(tmp_path / "r"),
+        "train", "pqa", "read", str(data), "--init-from", str(tmp_path / "w" / "model"),
+        "--selector", "router", "--lora-r", "4", "--max-steps", "4", "--set", "selector_warmup_steps=3", "--device", "cpu", "-o", str(tmp_path / "r"),
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert "read: 4 steps on 40 questions" in r.stdout
     r = run_cli(
-        "eval", "qa", str(data), "--system", "pqa", "--model", str(tmp_path / "r" / "model"), "--device", "cpu",
+        "eval", "pqa", str(data), "--model", str(tmp_path / "r" / "model"), "--device", "cpu",
         "--limit", "8", "--written", str(tmp_path / "w" / "model"), "--output", str(tmp_path / "rows.json"),
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
@@ -399,7 +422,7 @@ def test_cli_trains_both_phases_and_compares_with_baselines(world, lm_dir, encod
     }  # fmt: skip
     assert rows["oracle (gold passages as text)"]["all_gold_selected"] == 1.0
     assert "write quality" in r.stdout and "identification" in r.stdout
-    r = run_cli("train", "pqa", str(data), "--phase", "read", "-o", str(tmp_path / "x"))
+    r = run_cli("train", "pqa", "read", str(data), "-o", str(tmp_path / "x"))
     assert r.returncode != 0 and "--init-from" in r.stderr and "Traceback" not in r.stderr
 
 
@@ -487,11 +510,12 @@ def test_sweep_runs_each_point_once_and_merges_seeds(world, lm_dir, encoder_dir,
 
 
 def test_comparison_puts_clara_and_xrag_beside_pqa(world, lm_dir, encoder_dir, written, tmp_path):
+    from korag.memory.clara.config import ClaraConfig, ClaraTrainConfig
     from korag.memory.clara.data import retrieval_examples
-    from korag.memory.clara.model import ClaraConfig
-    from korag.memory.clara.train import ClaraTrainConfig, train_clara
+    from korag.memory.clara.train import train_clara
     from korag.memory.pqa.compare import compare_systems
-    from korag.memory.pqa.train import ReadConfig, WriteConfig, train_read, write_documents
+    from korag.memory.pqa.config import ReadConfig, WriteConfig
+    from korag.memory.pqa.train import train_read, write_documents
     from korag.retrieval.bm25 import BM25Retriever
 
     corpus, questions = world.corpus(), world.one_hop()[:12]
@@ -519,8 +543,9 @@ def test_comparison_puts_clara_and_xrag_beside_pqa(world, lm_dir, encoder_dir, w
         clara_dir=tmp_path / "clara" / "model", xrag_dir=tmp_path / "xrag" / "model", identify=4, regenerate=1,
     )  # fmt: skip
     rows = result["rows"]
-    assert {"CLaRa (BM25 top-1, compressed)", "xRAG (dense top-1, 1 token each)", "closed-book"} <= set(rows)
-    for row in rows.values():
+    assert {System.CLARA_RAG, System.XRAG, System.CLOSED_BOOK} <= {r.system for r in rows}
+    assert {"CLaRa (BM25 top-1, compressed)", "xRAG (dense top-1, 1 token each)"} <= {r.label for r in rows}
+    for row in rows:
         assert len(row["predictions"]) == len(questions) and 0 <= row["em_korquad"] <= 100
     # xRAG reads the dense top-1 and CLaRa the BM25 top-1: their gold-read shares are those retrievers'
     from korag.memory.pqa.baselines import gold_read, retrieved_rows
@@ -532,12 +557,9 @@ def test_comparison_puts_clara_and_xrag_beside_pqa(world, lm_dir, encoder_dir, w
         BM25Retriever("bigram-stem", with_title=False),
         DenseRetriever(str(encoder_dir), with_title=False),
     )
-    for name, retriever in (
-        ("xRAG (dense top-1, 1 token each)", dense),
-        ("CLaRa (BM25 top-1, compressed)", bm25_plain),
-    ):
+    for system, retriever in ((System.XRAG, dense), (System.CLARA_RAG, bm25_plain)):
         retriever.index(corpus)
         expected = gold_read(records, retrieved_rows(retriever, corpus, records, 1))
-        assert rows[name]["any_gold_selected"] == pytest.approx(expected["any_gold_selected"]), name
+        assert find(rows, system)["any_gold_selected"] == pytest.approx(expected["any_gold_selected"]), system
     text_bytes = sum(len(t.encode("utf-8")) for t in corpus.texts) / len(corpus)  # written without titles
     assert result["documents"] == len(corpus) and result["text_bytes_per_document"] == pytest.approx(text_bytes)

@@ -233,13 +233,14 @@ def test_sparse_config_errors(tiny_encoder, tmp_path):
 def test_opensearch_export_reproduces_the_model(doc_only_model, tmp_path):
     import torch
 
-    from korag.export.opensearch import decode_like_opensearch, export_opensearch, opensearch_token, sha256_of
+    from korag.export.opensearch import decode_like_opensearch, export_opensearch, opensearch_token
     from korag.models.sparse import document_tokenizer, load_sparse_encoder, query_weights
+    from korag.util.hashing import file_sha256
 
     r = export_opensearch(doc_only_model.model_dir, tmp_path / "os", name="korag-test")
     cfg = json.loads(r.encoder_config.read_text())
     assert cfg["function_name"] == "SPARSE_ENCODING" and cfg["model_format"] == "TORCH_SCRIPT"
-    assert cfg["model_content_hash_value"] == sha256_of(r.encoder_zip)
+    assert cfg["model_content_hash_value"] == file_sha256(r.encoder_zip)
     assert cfg["model_content_size_in_bytes"] == r.encoder_zip.stat().st_size
     with zipfile.ZipFile(r.encoder_zip) as z:
         assert sorted(z.namelist()) == ["korag-test.pt", "tokenizer.json"]
@@ -256,7 +257,9 @@ def test_opensearch_export_reproduces_the_model(doc_only_model, tmp_path):
 
     # the query tokenizer zip: idf.json keyed the way ML Commons decodes ids, no dots anywhere
     tcfg = json.loads(r.tokenizer_config.read_text())
-    assert tcfg["function_name"] == "SPARSE_TOKENIZE" and tcfg["model_content_hash_value"] == sha256_of(r.tokenizer_zip)
+    assert tcfg["function_name"] == "SPARSE_TOKENIZE" and tcfg["model_content_hash_value"] == file_sha256(
+        r.tokenizer_zip
+    )
     with zipfile.ZipFile(r.tokenizer_zip) as z:
         idf = json.loads(z.read("idf.json"))
         spec = json.loads(z.read("tokenizer.json"))
@@ -291,8 +294,8 @@ def test_cli_trains_evaluates_fuses_and_exports(tiny_encoder, sample_beir, tmp_p
         "6",
         "--batch-size",
         "8",
-        "--eval-steps",
-        "3",
+        "--set",
+        "eval_steps=3",
     )
     assert res.returncode == 0, res.stderr[-3000:]
     assert (out / "model" / "korag_sparse.json").is_file() and (out / "model" / "idf.json").is_file()

@@ -14,9 +14,10 @@ import pytest
 from conftest import run_cli
 from korag.data.sample import load_sample
 from korag.data.schema import Qrels, RetrievalSet
+from korag.data.training import training_pairs
 from korag.errors import ConfigError, DataError
+from korag.models.lora import LoraSettings
 from korag.training.callbacks import GradientStatsCallback
-from korag.training.data import training_pairs
 from korag.training.dense import DenseTrainConfig, train_dense
 
 
@@ -67,8 +68,7 @@ def test_lora_saves_adapter_and_merged_model(tiny_encoder, tmp_path):
 
     cfg = DenseTrainConfig(
         base=str(tiny_encoder),
-        lora=True,
-        lora_r=4,
+        lora=LoraSettings(r=4, alpha=32, dropout=0.0),
         max_steps=8,
         batch_size=16,
         learning_rate=5e-3,
@@ -157,14 +157,14 @@ def test_train_dense_cli_resumes_after_a_kill(tiny_encoder, sample_beir, tmp_pat
         "30",
         "--batch-size",
         "8",
-        "--eval-steps",
-        "20",
-        "--eval-fraction",
-        "0.2",
+        "--set",
+        "eval_steps=20",
+        "--set",
+        "eval_fraction=0.2",
         "--learning-rate",
         "1e-3",
-        "--seed",
-        "5",
+        "--set",
+        "seed=5",
     ]
     proc = subprocess.Popen(
         cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONWARNINGS": "ignore"}
@@ -194,14 +194,14 @@ def test_train_dense_cli_resumes_after_a_kill(tiny_encoder, sample_beir, tmp_pat
         "30",
         "--batch-size",
         "8",
-        "--eval-steps",
-        "20",
-        "--eval-fraction",
-        "0.2",
+        "--set",
+        "eval_steps=20",
+        "--set",
+        "eval_fraction=0.2",
         "--learning-rate",
         "1e-3",
-        "--seed",
-        "5",
+        "--set",
+        "seed=5",
     )
     assert res.returncode == 0, res.stderr[-2000:]
     info = json.loads((out / "training.json").read_text())
@@ -268,8 +268,8 @@ def test_cli_errors_for_dense(tiny_encoder, sample_beir, tmp_path):
         str(tiny_encoder),
         "--output",
         str(tmp_path / "o"),
-        "--query-prefix",
-        "query: ",
+        "--set",
+        "query_prefix='query: '",
     )
     assert res.returncode == 2 and "set both the query and the passage prefix" in res.stderr
     res = run_cli(

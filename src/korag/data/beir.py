@@ -16,9 +16,9 @@ from typing import Any
 
 from korag import atomic
 from korag.data.jsonl import read_corpus_jsonl
-from korag.data.reading import decode_utf8, field, id_field, iter_jsonl
 from korag.data.schema import Corpus, Qrels, Queries, RetrievalSet
 from korag.errors import DataError
+from korag.util.reading import decode_utf8, field, id_field, iter_jsonl
 
 QRELS_HEADER = ("query-id", "corpus-id", "score")
 

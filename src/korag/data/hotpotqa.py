@@ -17,9 +17,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from korag.data.reading import field, id_field, load_json
 from korag.data.schema import Corpus, QAExample, QASet
 from korag.errors import DataError
+from korag.util.reading import field, id_field, load_json
 
 
 def read_hotpotqa(path: str | Path, *, name: str | None = None) -> QASet:

@@ -6,9 +6,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from korag.data.reading import field, id_field, iter_jsonl
 from korag.data.schema import Corpus
 from korag.errors import DataError
+from korag.util.reading import field, id_field, iter_jsonl
 
 ID_FIELDS = ("_id", "id", "doc_id", "docid")
 TEXT_FIELDS = ("text", "contents", "content", "body", "passage")

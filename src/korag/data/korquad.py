@@ -14,11 +14,11 @@ from typing import Any
 
 from korag.data.chunk import ChunkConfig, chunk_spans, passages_containing
 from korag.data.clean import clean_html, html_to_text, normalize_text
-from korag.data.reading import field, load_json
 from korag.data.schema import Corpus, QAExample, QASet
 from korag.data.spans import find_span
 from korag.data.squad import parse_squad, read_question
 from korag.errors import DataError
+from korag.util.reading import field, load_json
 
 
 def read_korquad(path: str | Path, *, chunk: ChunkConfig | None = None, name: str | None = None) -> QASet:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from korag.data.clean import html_to_text, normalize_text
-from korag.data.reading import read_text
 from korag.data.schema import Document
 from korag.errors import DataError
+from korag.util.reading import read_text
 
 HTML_SUFFIXES = (".html", ".htm", ".xhtml")
 

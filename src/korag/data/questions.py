@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from korag.data.reading import field, id_field, iter_jsonl
 from korag.data.schema import QAExample
 from korag.errors import DataError
+from korag.util.reading import field, id_field, iter_jsonl
 
 ANSWER_FIELDS = ("answers", "answer", "golden_answers")
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from korag import atomic
-from korag.data.reading import decode_utf8
 from korag.data.schema import Ranking
 from korag.errors import DataError
+from korag.util.reading import decode_utf8
 
 
 def write_trec_run(ranking: Ranking, path: str | Path, run_name: str = "korag") -> None:

@@ -12,10 +12,10 @@ import hashlib
 from importlib import resources
 from pathlib import Path
 
-from korag.data.reading import field, id_field, iter_jsonl
 from korag.data.schema import Corpus, QAExample, QASet
 from korag.data.spans import find_span
 from korag.errors import DataError
+from korag.util.reading import field, id_field, iter_jsonl
 
 NAME = "korag-sample"
 

@@ -13,8 +13,8 @@ from pathlib import Path
 from korag import atomic
 from korag.data.beir import read_beir, write_beir, write_corpus_jsonl
 from korag.data.jsonl import read_corpus_jsonl
-from korag.data.reading import iter_jsonl
 from korag.data.schema import Corpus, QAExample, QASet, RetrievalSet
+from korag.util.reading import iter_jsonl
 
 Dataset = RetrievalSet | QASet | Corpus
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from korag.data.reading import field, id_field, load_json
 from korag.data.schema import Corpus, QAExample, QASet
 from korag.data.spans import find_span
 from korag.errors import DataError
+from korag.util.reading import field, id_field, load_json
 
 
 def paragraph_id(article_index: int, paragraph_index: int) -> str:

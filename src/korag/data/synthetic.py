@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from korag import atomic
-from korag.data.reading import field as read_field
-from korag.data.reading import iter_jsonl
 from korag.data.schema import Corpus, Qrels, Queries, RetrievalSet
 from korag.errors import DataError
+from korag.util.reading import field as read_field
+from korag.util.reading import iter_jsonl
 
 METHODS = ("llm-question", "llm-keyword", "ict", "keyphrase", "human")
 
@@ -81,7 +81,7 @@ class SyntheticSet:
 
     def to_training_pairs(self, *, with_title: bool = True, negatives: Mapping[str, Sequence[str]] | None = None):
         """`TrainingPair`s, using each query's own positive text where it has one."""
-        from korag.training.data import TrainingPair
+        from korag.data.training import TrainingPair
 
         contents = dict(zip(self.corpus.ids, self.corpus.contents(with_title), strict=True))
         titles = dict(zip(self.corpus.ids, self.corpus.titles, strict=True))

@@ -24,7 +24,6 @@ piece verbatim (a ``Fuse`` decoder) with ``.`` replaced by a character that occu
 
 from __future__ import annotations
 
-import hashlib
 import json
 import zipfile
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from typing import Any
 from korag import atomic
 from korag.errors import ConfigError, ModelError
 from korag.retrieval.pruning import check_prune
+from korag.util.hashing import file_sha256
 
 DOT_REPLACEMENTS = ("∙", "·", "•", "⁘", "⸱", "․")
 
@@ -49,15 +49,6 @@ class OpenSearchExport:
     tokenizer_config: Path | None = None
     dot_replacement: str = ""
     files: list[Path] = field(default_factory=list)
-
-
-def sha256_of(path: Path) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 16), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def choose_dot_replacement(pieces: list[str]) -> str:
@@ -155,7 +146,7 @@ def _register_config(name: str, version: str, function: str, zip_path: Path, des
         "model_format": "TORCH_SCRIPT",
         "function_name": function,
         "model_content_size_in_bytes": zip_path.stat().st_size,
-        "model_content_hash_value": sha256_of(zip_path),
+        "model_content_hash_value": file_sha256(zip_path),
         **extra,
     }
 

@@ -20,35 +20,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 from tqdm.auto import tqdm
 
 from korag import atomic
 from korag.errors import ConfigError
-
-
-class LoopSettings(BaseModel):
-    """How long and in what steps a memory model trains."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    epochs: float = Field(1.0, gt=0)
-    max_steps: int = -1
-    batch_size: int = Field(4, gt=0)
-    warmup_ratio: float = Field(0.03, ge=0, lt=1)
-    max_grad_norm: float = Field(1.0, gt=0)
-    save_steps: int = Field(100, gt=0)
-    logging_steps: int = Field(10, gt=0)
-    seed: int = 42
-
-
-def resolve_device(device: str) -> str:
-    """'auto' → the accelerator if there is one, else the CPU (nothing assumes CUDA)."""
-    if device != "auto":
-        return device
-    from accelerate import Accelerator
-
-    return str(Accelerator(cpu=not torch.cuda.is_available()).device)
+from korag.memory.config import LoopSettings
+from korag.models.tensors import load_state as load_tensors
+from korag.models.tensors import save_state as save_tensors
+from korag.util.resume import check_resumable
 
 
 def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
@@ -108,8 +88,6 @@ def run_loop(
     from torch.utils.tensorboard import SummaryWriter
     from transformers import get_cosine_schedule_with_warmup
 
-    from korag.training.fit import check_resumable
-
     if n_records < 1:
         raise ConfigError("no training records")
     output.mkdir(parents=True, exist_ok=True)
@@ -120,8 +98,9 @@ def run_loop(
     schedulers = [get_cosine_schedule_with_warmup(o, int(settings.warmup_ratio * total), total) for o in optimizers]
     step = 0
     if last is not None:
-        ck = torch.load(last / "trainer.pt", map_location="cpu", weights_only=False)
-        load_state(torch.load(last / "state.pt", map_location="cpu"))
+        # optimizer and schedule state stay in torch's format, read as data only (weights_only)
+        ck = torch.load(last / "trainer.pt", map_location="cpu", weights_only=True)
+        load_state(load_tensors(last / "state.safetensors"))
         for o, s in zip(optimizers, ck["optimizers"], strict=True):
             o.load_state_dict(s)
         for sch, s in zip(schedulers, ck["schedulers"], strict=True):
@@ -167,7 +146,7 @@ def run_loop(
 
 def _checkpoint(state, optimizers, schedulers, step: int, out: Path) -> None:
     with atomic.atomic_directory(out / "checkpoints" / f"step-{step}", overwrite=True) as tmp:
-        torch.save(state, tmp / "state.pt")
+        save_tensors(state, tmp / "state.safetensors")
         torch.save(
             {
                 "optimizers": [o.state_dict() for o in optimizers],

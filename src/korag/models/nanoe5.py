@@ -21,7 +21,6 @@ Written here because no library converts this format; the layout is read from na
 
 from __future__ import annotations
 
-import hashlib
 import struct
 import unicodedata
 from dataclasses import dataclass, field
@@ -222,12 +221,3 @@ def build_tokenizer(f: E5File):
     specials = [f.pieces[f.special[k]] for k in ("bos", "pad", "eos", "unk")] + ["<mask>"]
     tok.add_special_tokens([s for s in specials if s in set(f.pieces)])
     return tok
-
-
-def file_sha256(path: Path) -> str:
-    """Hex digest of a file."""
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()

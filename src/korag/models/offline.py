@@ -12,6 +12,7 @@ import numpy as np
 
 from korag import atomic
 from korag.errors import ConfigError, ModelError
+from korag.util.hashing import file_sha256
 
 E5_PROMPTS = {"query": "query: ", "passage": "passage: "}
 CHECK_FILE = "korag_conversion.json"
@@ -89,7 +90,7 @@ def convert_e5_small(output: str | Path, *, overwrite: bool = False, check: bool
         report: dict[str, Any] = {
             "model": "intfloat/multilingual-e5-small",
             "source": str(source),
-            "source_sha256": n5.file_sha256(source),
+            "source_sha256": file_sha256(source),
             "parameters": int(sum(t.numel() for t in n5.bert_state_dict(parsed).values())),  # without pooler
         }
         if check:

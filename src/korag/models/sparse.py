@@ -41,7 +41,7 @@ class SparseModelInfo:
 def _transformer_of(base: str, device: str, max_seq_length: int):
     from sentence_transformers.base.modules.transformer import Transformer
 
-    from korag.retrieval.encoder import load_sentence_transformer
+    from korag.models.encoder import load_sentence_transformer
 
     st = load_sentence_transformer(base, device=device, max_seq_length=max_seq_length)
     first = st[0]

@@ -7,8 +7,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from korag.pipeline.plan import plan_recipe
-from korag.pipeline.recipe import Recipe, load_recipe
+from korag.pipeline.flows.common import RecipeBase
+from korag.pipeline.recipe import load_recipe
 from korag.pipeline.runner import TaskOutcome, plan_keys, run_plan
 from korag.pipeline.stage import Task
 from korag.pipeline.store import ArtifactStore
@@ -20,7 +20,7 @@ DEFAULT_WORKSPACE = "korag-workspace"
 class JobResult:
     """Outcome of running a recipe."""
 
-    recipe: Recipe
+    recipe: RecipeBase
     workspace: Path
     outcomes: list[TaskOutcome]
 
@@ -32,6 +32,29 @@ class JobResult:
                 return o.path
         return None
 
+    def report(self) -> dict | None:
+        """The report's ``report.json`` (runs, settings, metrics), if the report exists."""
+        import json
+
+        d = self.report_dir
+        if d is None or not (d / "report.json").is_file():
+            return None
+        return json.loads((d / "report.json").read_text(encoding="utf-8"))
+
+    def notes(self) -> list[str]:
+        """Lines a person needs after the run: where an index is and how to search it, when the
+        recipe built indexes it did not evaluate."""
+        lines = []
+        for o in self.outcomes:
+            if o.stage == "bm25-index" and o.status in ("ran", "cached") and not self._evaluated(o.task_id):
+                lines.append(f"Index {o.task_id}: {o.path}")
+                lines.append(f'  search it: korag search {o.path} "질문" -k 5')
+        return lines
+
+    def _evaluated(self, index_task: str) -> bool:
+        run = index_task.split("/", 1)[-1]
+        return any(o.task_id == f"evaluate/{run}" for o in self.outcomes)
+
     @property
     def executed(self) -> list[str]:
         """Ids of the tasks that actually ran."""
@@ -39,17 +62,20 @@ class JobResult:
 
 
 def command_line(recipe: str | None, overrides: Sequence[str]) -> str:
-    """The `korag run` command that reproduces a job (workspace aside)."""
-    parts = ["korag", "run"] + ([recipe] if recipe else [])
+    """The `korag run` command that reproduces a job (workspace aside); ``korag run`` and ``korag
+    run default`` are the same job, so they give the same command (and report key)."""
+    parts = ["korag", "run", recipe or "default"]
     for o in overrides:
         parts += ["--set", o]
     return " ".join(shlex.quote(p) for p in parts)
 
 
-def prepare(recipe: str | Path | None, overrides: Sequence[str]) -> tuple[Recipe, list[Task]]:
-    """Load and validate a recipe and plan its tasks."""
-    parsed = load_recipe(recipe, overrides)
-    return parsed, plan_recipe(parsed, command_line(str(recipe) if recipe else None, overrides))
+def prepare(
+    recipe: str | Path | None, overrides: Sequence[str], *, new_runs: bool = False
+) -> tuple[RecipeBase, list[Task]]:
+    """Load and validate a recipe and plan its tasks (`new_runs`: ``--set runs.<new>.…`` may add a run)."""
+    parsed = load_recipe(recipe, overrides, new_runs=new_runs)
+    return parsed, parsed.plan(command_line(str(recipe) if recipe else None, overrides))
 
 
 def run_job(
@@ -60,9 +86,10 @@ def run_job(
     only: Sequence[str] | None = None,
     show_progress: bool = True,
     on_event: Callable | None = None,
+    new_runs: bool = False,
 ) -> JobResult:
     """Run a recipe (the built-in default when None) in `workspace`; cached stages are skipped."""
-    parsed, tasks = prepare(recipe, overrides)
+    parsed, tasks = prepare(recipe, overrides, new_runs=new_runs)
     store = ArtifactStore(workspace)
     outcomes = run_plan(tasks, store, only=only, show_progress=show_progress, on_event=on_event)
     return JobResult(parsed, store.root, outcomes)
@@ -79,9 +106,11 @@ class TaskState:
     path: Path
 
 
-def job_status(recipe: str | Path | None, *, workspace: str | Path, overrides: Sequence[str] = ()) -> list[TaskState]:
+def job_status(
+    recipe: str | Path | None, *, workspace: str | Path, overrides: Sequence[str] = (), new_runs: bool = False
+) -> list[TaskState]:
     """For each task of the recipe's plan: is its output in the store?"""
-    _, tasks = prepare(recipe, overrides)
+    _, tasks = prepare(recipe, overrides, new_runs=new_runs)
     store = ArtifactStore(workspace)
     keys = plan_keys(tasks)
     out = []

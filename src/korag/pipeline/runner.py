@@ -12,6 +12,7 @@ from typing import Any
 
 from korag import __version__
 from korag.errors import ConfigError
+from korag.pipeline.artifacts import missing_files
 from korag.pipeline.stage import StageContext, Task, task_key
 from korag.pipeline.store import ArtifactStore
 
@@ -97,6 +98,8 @@ def run_plan(
             name: store.require(by_id[src].stage.name, keys[src], needed_by=t.id, produced_by=src)
             for name, src in t.inputs.items()
         }
+        if on_event and store.is_locked(t.stage.name, key):
+            on_event("waiting", t, key)
         with store.lock(t.stage.name, key):
             if store.get(t.stage.name, key) is not None:  # another process finished it meanwhile
                 outcomes.append(TaskOutcome(t.id, t.stage.name, key, "cached", 0.0, path))
@@ -110,6 +113,9 @@ def run_plan(
                 ctx = StageContext(t.id, tmp, dict(t.params), inputs, show_progress, scratch, store.root / ".cache")
                 metrics = dict(t.stage.fn(ctx) or {})
                 seconds = time.perf_counter() - t0
+                missing = missing_files(t.stage.produces, tmp)
+                if missing:
+                    raise RuntimeError(f"stage {t.stage.name} produced a {t.stage.produces} without {missing}")
                 store.write_manifest(tmp, _manifest(t, key, keys, by_id, metrics, started, seconds))
         outcomes.append(TaskOutcome(t.id, t.stage.name, key, "ran", seconds, path))
         if on_event:
@@ -129,6 +135,7 @@ def _manifest(
     return {
         "stage": t.stage.name,
         "stage_version": t.stage.version,
+        "kind": t.stage.produces.value,
         "key": key,
         "task": t.id,
         "params": t.params,

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from korag.pipeline.artifacts import Kind
 from korag.pipeline.store import Artifact
 
 
@@ -53,11 +54,13 @@ StageFn = Callable[[StageContext], Mapping[str, Any] | None]
 
 @dataclass(frozen=True)
 class Stage:
-    """A named, versioned stage function. Bump `version` when its outputs change meaning."""
+    """A named, versioned stage function producing one kind of artifact. Bump `version` when its
+    outputs change meaning."""
 
     name: str
     version: int
     fn: StageFn
+    produces: Kind
     description: str = ""
 
 

@@ -27,13 +27,14 @@ from filelock import FileLock, Timeout
 
 from korag import atomic
 from korag.errors import MissingArtifactError
+from korag.pipeline.artifacts import TypedOutputs
 
 MANIFEST = "manifest.json"
 
 
 @dataclass(frozen=True)
-class Artifact:
-    """A complete stage output."""
+class Artifact(TypedOutputs):
+    """A complete stage output, opened through the accessors of its kind."""
 
     stage: str
     key: str
@@ -150,7 +151,9 @@ class ArtifactStore:
         return out
 
     def is_locked(self, stage: str, key: str) -> bool:
-        """True while another process is running this stage and key."""
+        """True while another process is running this stage and key (asking creates nothing)."""
+        if not (self.root / ".locks" / f"{stage}-{key}.lock").exists():
+            return False
         try:
             with self.lock(stage, key, timeout=0):
                 return False

@@ -26,6 +26,7 @@ import yaml
 
 from korag import atomic
 from korag.errors import ConfigError
+from korag.pipeline.artifacts import Kind
 from korag.pipeline.job import command_line, prepare
 from korag.pipeline.runner import TaskOutcome, run_plan
 from korag.pipeline.stage import canonical_json
@@ -59,12 +60,13 @@ def _leaves(obj: Any, prefix: str = "") -> list[str]:
 
 
 def resolve_keys(recipe: Any, keys: Sequence[str]) -> dict[str, str]:
-    """Each grid key as a dotted path of the recipe (short names must be unique leaves)."""
+    """Each grid key as a dotted path of the recipe (short names must be unique leaves; a dotted
+    key may name a leaf or a section that a value can stand for, e.g. ``read.selector=router``)."""
     leaves = _leaves(recipe.model_dump())
     out = {}
     for key in keys:
         if "." in key or key in leaves:
-            if key not in leaves:
+            if key not in leaves and not any(leaf.startswith(key + ".") for leaf in leaves):
                 raise ConfigError(f"--grid {key}: the recipe has no setting {key!r}")
             out[key] = key
             continue
@@ -96,17 +98,19 @@ class SweepResult:
         return [o.task_id for run in self.outcomes for o in run if o.status == "ran"]
 
 
+# The kinds of artifact whose metrics are evaluation figures.
+EVALUATION_KINDS = (Kind.EVALUATION, Kind.COMPARISON, Kind.WRITE_QUALITY)
+
+
 def point_metrics(outcomes: Sequence[TaskOutcome], store: ArtifactStore) -> dict[str, float]:
-    """A point's evaluation figures: the metrics of its evaluation tasks (prefixed by the run when
-    a recipe evaluates several runs with one stage, as the retrieval flow does; the pqa flow's two
-    evaluations measure different things and share one namespace)."""
-    evals = [o for o in outcomes if o.stage.endswith("eval") or o.stage == "evaluate"]
-    per_stage = Counter(o.stage for o in evals)
+    """A point's evaluation figures: the metrics of its evaluation artifacts (prefixed by the run
+    when a recipe evaluates several runs with one stage, as the retrieval flow does; the pqa
+    flow's two evaluations measure different things and share one namespace)."""
+    arts = [(o, store.get(o.stage, o.key)) for o in outcomes]
+    evals = [(o, a) for o, a in arts if a is not None and a.kind in EVALUATION_KINDS]
+    per_stage = Counter(o.stage for o, _ in evals)
     out: dict[str, float] = {}
-    for o in evals:
-        art = store.get(o.stage, o.key)
-        if art is None:
-            continue
+    for o, art in evals:
         prefix = "" if per_stage[o.stage] == 1 else o.task_id.split("/", 1)[-1] + ":"
         out.update({prefix + k: v for k, v in art.metrics.items() if isinstance(v, int | float)})
     return out

@@ -27,11 +27,10 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import scipy.sparse as sp
 
-from korag import __version__, atomic
+from korag import atomic
 from korag.data.schema import Corpus, Queries, Ranking
 from korag.errors import ConfigError, DataError, ModelError
-from korag.retrieval.base import RETRIEVER_FILE, as_queries, read_retriever_info, register_retriever
-from korag.retrieval.hits import PassageSearchMixin
+from korag.retrieval.base import RetrieverBase, as_queries, read_retriever_info, write_indexed_corpus
 from korag.retrieval.term_counts import TermCounts
 from korag.text.tokenize import Tokenizer, make_tokenizer
 
@@ -103,7 +102,7 @@ def bm25_score_matrix(
     return scores, nonocc
 
 
-class BM25Retriever(PassageSearchMixin):
+class BM25Retriever(RetrieverBase):
     """BM25 over any `Tokenizer`, searchable in batches, savable, memory-mappable and updatable.
 
     >>> from korag.data import Corpus
@@ -130,6 +129,7 @@ class BM25Retriever(PassageSearchMixin):
             raise ConfigError(f"unknown BM25 method {method!r}; choose from {', '.join(METHODS)}")
         if k1 < 0 or not 0 <= b <= 1:
             raise ConfigError(f"BM25 needs k1 ≥ 0 and 0 ≤ b ≤ 1 (got k1={k1}, b={b})")
+        super().__init__()
         self.tokenizer = make_tokenizer(tokenizer)
         self.k1, self.b, self.delta, self.method = float(k1), float(b), float(delta), method
         self.with_title = with_title
@@ -139,13 +139,19 @@ class BM25Retriever(PassageSearchMixin):
         self._engine = None
         self._doc_ids: list[str] = []
         self._dirty = False
-        self._corpus: Corpus | None = None  # kept in memory only, for passage results
-        self.timings: dict[str, float] = {}
 
     # -- building -------------------------------------------------------------------------
     def params(self) -> dict[str, Any]:
         """Scoring parameters (what a stage key or a report needs to know)."""
         return {"k1": self.k1, "b": self.b, "delta": self.delta, "method": self.method, "with_title": self.with_title}
+
+    def settings(self) -> dict[str, Any]:
+        """Tokenizer and scoring parameters."""
+        return {"tokenizer": self.tokenizer.config(), **self.params()}
+
+    def label(self) -> str:
+        """The tokenizer's name."""
+        return str(self.tokenizer.config()["name"])
 
     def _tokenize(self, texts: Sequence[str], show_progress: bool) -> list[list[str]]:
         t0 = time.perf_counter()
@@ -262,9 +268,22 @@ class BM25Retriever(PassageSearchMixin):
             indices, scores = self._engine.retrieve(
                 q_tokens, k=k_eff, show_progress=show_progress, n_threads=n_threads, sorted=True
             )
+            indices, scores = self._drop_unmatched(indices, scores)
         t2 = time.perf_counter()
         self.timings.update(query_tokenize_seconds=t1 - t0, search_seconds=t2 - t1)
         return Ranking(qs.ids, indices, scores, self._doc_ids)
+
+    def _drop_unmatched(self, indices: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Results that share no term with the query are not results: bm25s fills a short list
+        with arbitrary documents at score 0 (a query of punctuation alone gets k of them). For
+        the variants where a non-matching document scores exactly 0, they become padding."""
+        if self.method in ("bm25l", "bm25+"):  # a query-dependent floor: every document scores > 0
+            return indices, scores
+        unmatched = scores <= 0
+        if unmatched.any():
+            indices = np.where(unmatched, -1, indices)
+            scores = np.where(unmatched, -np.inf, scores).astype(np.float32)
+        return indices, scores
 
     def _query_matrix(self, token_lists: Sequence[Sequence[str]]) -> sp.csr_matrix:
         """(texts × vocabulary) token counts; tokens outside the index vocabulary are dropped,
@@ -303,6 +322,7 @@ class BM25Retriever(PassageSearchMixin):
             order = np.argsort(-top_scores, axis=1, kind="stable")
             indices[start : start + step] = np.take_along_axis(top, order, axis=1)
             scores[start : start + step] = np.take_along_axis(top_scores, order, axis=1)
+        indices, scores = self._drop_unmatched(indices, scores)
         self.timings.update(query_tokenize_seconds=t1 - t0, search_seconds=time.perf_counter() - t1)
         return Ranking(qs.ids, indices, scores, self._doc_ids)
 
@@ -346,17 +366,15 @@ class BM25Retriever(PassageSearchMixin):
         with atomic.atomic_directory(path, overwrite=overwrite) as tmp:
             self._engine.save(str(tmp / "bm25s"), show_progress=False)
             counts.save(tmp / "counts")
-            info = {
-                "type": self.name,
-                "format_version": 1,
-                "korag_version": __version__,
-                "tokenizer": self.tokenizer.config(),
-                "params": self.params(),
-                "backend": self.backend,
-                "num_docs": len(counts),
-                "vocab_size": len(counts.vocab),
-            }
-            atomic.write_json(tmp / RETRIEVER_FILE, info)
+            write_indexed_corpus(self.corpus(), tmp)
+            self.write_header(
+                tmp,
+                tokenizer=self.tokenizer.config(),
+                params=self.params(),
+                backend=self.backend,
+                num_docs=len(counts),
+                vocab_size=len(counts.vocab),
+            )
 
     @classmethod
     def load(cls, path: str | Path, *, mmap: bool = True) -> BM25Retriever:
@@ -381,11 +399,8 @@ class BM25Retriever(PassageSearchMixin):
         r._engine = engine
         r._doc_ids = json.loads((p / "counts" / "doc_ids.json").read_text(encoding="utf-8"))
         r._counts_dir = p / "counts"  # term counts are read only if the index is updated
+        r._corpus_dir = p  # passages (when saved) are read only if results need their text
         return r
-
-    def corpus(self) -> Corpus | None:
-        """The indexed corpus, as passed to `index`/`add` in this process (not saved with the index)."""
-        return self._corpus
 
     def term_counts(self) -> TermCounts:
         """The term-count matrix behind the index."""
@@ -397,6 +412,3 @@ class BM25Retriever(PassageSearchMixin):
             self._rebuild()
         s = self._engine.scores
         return sp.csr_matrix((s["data"], s["indices"], s["indptr"]), shape=(len(s["indptr"]) - 1, s["num_docs"]))
-
-
-register_retriever("bm25", lambda path, mmap: BM25Retriever.load(path, mmap=mmap))

@@ -15,23 +15,21 @@ from typing import Any
 
 import numpy as np
 
-from korag import __version__, atomic
+from korag import atomic
 from korag.data.schema import Corpus, Queries, Ranking
 from korag.errors import DataError, ModelError
+from korag.models.encoder import DenseEncoder, Precision
 from korag.retrieval.base import (
-    RETRIEVER_FILE,
+    RetrieverBase,
     as_queries,
-    read_indexed_corpus,
     read_retriever_info,
-    register_retriever,
     write_indexed_corpus,
 )
-from korag.retrieval.encoder import DenseEncoder, Precision
-from korag.retrieval.hits import Hit, PassageSearchMixin
+from korag.retrieval.hits import Hit
 from korag.retrieval.vector_index import VectorIndex
 
 
-class DenseRetriever(PassageSearchMixin):
+class DenseRetriever(RetrieverBase):
     """Bi-encoder retrieval with exact inner-product search over normalised embeddings."""
 
     name = "dense"
@@ -48,6 +46,7 @@ class DenseRetriever(PassageSearchMixin):
         with_title: bool = True,
         device: str = "cpu",
     ) -> None:
+        super().__init__()
         self.encoder = DenseEncoder(
             model,
             query_prefix=query_prefix,
@@ -59,8 +58,6 @@ class DenseRetriever(PassageSearchMixin):
         )
         self.with_title = with_title
         self._index: VectorIndex | None = None
-        self._corpus: Corpus | None = None
-        self.timings: dict[str, float] = {}
 
     # the inference API -------------------------------------------------------------------
     def encode_queries(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
@@ -118,9 +115,13 @@ class DenseRetriever(PassageSearchMixin):
         self.timings.update(encode_queries_seconds=t1 - t0, search_seconds=time.perf_counter() - t1)
         return Ranking(qs.ids, idx, scores, index.ids)
 
-    def corpus(self) -> Corpus | None:
-        """The indexed corpus (texts come back with search results)."""
-        return self._corpus
+    def settings(self) -> dict[str, Any]:
+        """The encoder's settings."""
+        return {"encoder": self.encoder.config(), "with_title": self.with_title}
+
+    def label(self) -> str:
+        """The model's name."""
+        return str(self.encoder.model_name)
 
     def save(self, path: str | Path, *, overwrite: bool = True) -> None:
         """Vectors (memory-mappable), the corpus and the encoder settings; an in-memory model is
@@ -135,16 +136,7 @@ class DenseRetriever(PassageSearchMixin):
                 config["model"] = "model"  # relative to the index directory
             elif Path(config["model"]).exists():
                 config["model"] = str(Path(config["model"]).resolve())
-            info = {
-                "type": self.name,
-                "format_version": 1,
-                "korag_version": __version__,
-                "encoder": config,
-                "with_title": self.with_title,
-                "num_docs": len(index),
-                "dim": index.dim,
-            }
-            atomic.write_json(tmp / RETRIEVER_FILE, info)
+            self.write_header(tmp, encoder=config, with_title=self.with_title, num_docs=len(index), dim=index.dim)
 
     @classmethod
     def load(cls, path: str | Path, *, mmap: bool = True, model: Any = None, device: str = "cpu") -> DenseRetriever:
@@ -166,10 +158,8 @@ class DenseRetriever(PassageSearchMixin):
             device=device,
         )
         r._index = VectorIndex.load(p / "vectors", mmap=mmap)
-        r._corpus = read_indexed_corpus(p)
+        r._corpus_dir = p
         return r
 
-
-register_retriever("dense", lambda path, mmap: DenseRetriever.load(path, mmap=mmap))
 
 __all__ = ["DenseRetriever", "Hit"]

@@ -89,5 +89,11 @@ class ExpandingRetriever:
         """Save the wrapped retriever (the dictionary is a separate file)."""
         self.inner.save(path)
 
+    def describe(self) -> dict:
+        """The wrapped retriever's description with the expansion's settings."""
+        inner = self.inner.describe()
+        expansion = {"entries": len(self.expansion.synonyms), "weight": self.expansion.weight}
+        return {**inner, "name": f"{inner['name']} + synonyms", "expansion": expansion}
+
     def __getattr__(self, name: str):
         return getattr(self.inner, name)

@@ -65,6 +65,29 @@ def make_retriever(
     return HybridRetriever([build(m) for m in chosen], method=fusion, weights=weights, depth=depth)  # type: ignore[arg-type]
 
 
+def check_models(
+    kind: str, *, model: str | None = None, sparse_model: str | None = None, members: Sequence[str] | None = None
+) -> None:
+    """Refuse a retriever whose models are missing (not a directory, not a hub id) or whose
+    extra is not installed — before any data is read or PyTorch imported."""
+    if kind not in RETRIEVERS:
+        raise ConfigError(f"unknown retriever {kind!r}; choose from {', '.join(RETRIEVERS)}")
+    chosen = set(members or []) | ({kind} if kind != "hybrid" else {"bm25"})
+    if kind == "hybrid" and not members:
+        chosen |= ({"dense"} if model else set()) | ({"sparse"} if sparse_model else set())
+    if chosen & {"dense", "sparse"}:
+        from korag.util.extras import require_extra
+
+        require_extra("dense", f"the {kind} retriever")
+    from korag.models.encoder import resolve_model_path
+
+    if "dense" in chosen and model:
+        resolve_model_path(model)
+    sparse = sparse_model or (model if kind == "sparse" else None)
+    if "sparse" in chosen and sparse:
+        resolve_model_path(sparse)
+
+
 def parse_weights(text: str | None) -> list[float] | None:
     """``"0.7,0.3"`` → [0.7, 0.3]."""
     if not text:

@@ -17,8 +17,7 @@ import numpy as np
 from korag import atomic
 from korag.data.schema import Corpus, Qrels, Queries, Ranking
 from korag.errors import ConfigError
-from korag.retrieval.base import RETRIEVER_FILE, Retriever, as_queries, read_retriever_info, register_retriever
-from korag.retrieval.hits import PassageSearchMixin
+from korag.retrieval.base import Retriever, RetrieverBase, as_queries, read_retriever_info
 
 Method = Literal["rrf", "weighted"]
 Normalization = Literal["minmax", "zscore", "none"]
@@ -116,7 +115,7 @@ def tune_weights(
     return best["weights"], best[metric], trials
 
 
-class HybridRetriever(PassageSearchMixin):
+class HybridRetriever(RetrieverBase):
     """Several retrievers searched together and fused (RRF or weighted)."""
 
     name = "hybrid"
@@ -135,14 +134,13 @@ class HybridRetriever(PassageSearchMixin):
             raise ConfigError("a hybrid needs at least two retrievers")
         if method not in ("rrf", "weighted"):
             raise ConfigError(f"unknown fusion method {method!r}; use rrf or weighted")
+        super().__init__()
         self.retrievers = list(retrievers)
         self.method = method
         self.weights = list(weights) if weights is not None else [1.0] * len(self.retrievers)
         self.rrf_k = rrf_k
         self.normalization = normalization
         self.depth = depth
-        self._corpus: Corpus | None = None
-        self.timings: dict[str, float] = {}
 
     def index(self, corpus: Corpus, *, show_progress: bool = False) -> None:
         """Index the corpus with every member retriever."""
@@ -166,7 +164,7 @@ class HybridRetriever(PassageSearchMixin):
         """The indexed corpus, if a member keeps it."""
         if self._corpus is not None:
             return self._corpus
-        return next((c for r in self.retrievers if (c := getattr(r, "corpus", lambda: None)()) is not None), None)
+        return next((c for r in self.retrievers if (c := r.corpus()) is not None), None)
 
     def config(self) -> dict[str, Any]:
         """Fusion settings."""
@@ -178,14 +176,20 @@ class HybridRetriever(PassageSearchMixin):
             "depth": self.depth,
         }
 
+    def label(self) -> str:
+        """The members' names joined by ``+``."""
+        return "+".join(r.describe()["name"] for r in self.retrievers)
+
+    def settings(self) -> dict[str, Any]:
+        """Fusion settings and each member's description."""
+        return {**self.config(), "members": [r.describe() for r in self.retrievers]}
+
     def save(self, path: str | Path, *, overwrite: bool = True) -> None:
         """Each member in ``member-<i>/`` and the fusion settings in ``retriever.json``."""
         with atomic.atomic_directory(path, overwrite=overwrite) as tmp:
             for i, r in enumerate(self.retrievers):
                 r.save(tmp / f"member-{i}")
-            atomic.write_json(
-                tmp / RETRIEVER_FILE, {"type": self.name, "members": len(self.retrievers), **self.config()}
-            )
+            self.write_header(tmp, members=len(self.retrievers), **self.config())
 
     @classmethod
     def load(cls, path: str | Path, *, mmap: bool = True) -> HybridRetriever:
@@ -203,6 +207,3 @@ class HybridRetriever(PassageSearchMixin):
             normalization=info["normalization"],
             depth=info["depth"],
         )
-
-
-register_retriever("hybrid", lambda path, mmap: HybridRetriever.load(path, mmap=mmap))

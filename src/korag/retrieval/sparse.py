@@ -20,19 +20,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import scipy.sparse as sp
 
-from korag import __version__, atomic
+from korag import atomic
 from korag.data.schema import Corpus, Queries, Ranking
 from korag.errors import DataError, ModelError
+from korag.models.device import bf16_autocast, wants_bf16
 from korag.retrieval.base import (
-    RETRIEVER_FILE,
+    RetrieverBase,
     as_queries,
-    read_indexed_corpus,
     read_retriever_info,
-    register_retriever,
     write_indexed_corpus,
 )
-from korag.retrieval.encoder import bf16_autocast, wants_bf16
-from korag.retrieval.hits import PassageSearchMixin
 from korag.retrieval.inverted_index import InvertedIndex
 from korag.retrieval.pruning import check_prune, prune
 
@@ -47,7 +44,7 @@ def _torch_sparse_to_scipy(t) -> sp.csr_matrix:
     return sp.csr_matrix((t._values().float().cpu().numpy(), (rows, cols)), shape=tuple(t.shape))
 
 
-class SparseRetriever(PassageSearchMixin):
+class SparseRetriever(RetrieverBase):
     """Sparse dot-product retrieval with a korag sparse model (see `korag.models.sparse`)."""
 
     name = "sparse"
@@ -67,6 +64,7 @@ class SparseRetriever(PassageSearchMixin):
         from korag.models.sparse import load_sparse_encoder
 
         check_prune(prune_type, prune_ratio)
+        super().__init__()
         if isinstance(model, str | Path):
             self.model_path: str | None = str(Path(model).resolve()) if Path(model).exists() else str(model)
             self.model = load_sparse_encoder(model, device=device)
@@ -86,9 +84,7 @@ class SparseRetriever(PassageSearchMixin):
         self._query_weights: np.ndarray | None = None
         self._index: InvertedIndex | None = None
         self._doc_ids: list[str] = []
-        self._corpus: Corpus | None = None
         self._last_queries: sp.csr_matrix | None = None
-        self.timings: dict[str, float] = {}
 
     # -- encoding ---------------------------------------------------------------------------
     @property
@@ -191,10 +187,6 @@ class SparseRetriever(PassageSearchMixin):
         self._last_queries = q
         return Ranking(qs.ids, idx, scores, self._doc_ids)
 
-    def corpus(self) -> Corpus | None:
-        """The indexed corpus (texts come back with search results)."""
-        return self._corpus
-
     def efficiency(self, queries: Queries | Sequence[str] | None = None) -> dict[str, float]:
         """Active dimensions, FLOPS per (query, document) pair and postings size, for `queries`
         or else the last batch searched."""
@@ -219,8 +211,16 @@ class SparseRetriever(PassageSearchMixin):
         }
 
     # -- persistence ----------------------------------------------------------------------------
+    def label(self) -> str:
+        """``sparse <mode>``."""
+        return f"sparse {self.info.mode}"
+
+    def settings(self) -> dict[str, Any]:
+        """The encoder's settings."""
+        return {"encoder": self.config(), "with_title": self.with_title}
+
     def config(self) -> dict[str, Any]:
-        """Settings that reproduce this retriever."""
+        """Settings that reproduce this retriever's encoder."""
         return {
             "model": self.model_path,
             "mode": self.info.mode,
@@ -244,17 +244,15 @@ class SparseRetriever(PassageSearchMixin):
             if not config["model"]:
                 save_sparse_encoder(self.model, tmp / "model")
                 config["model"] = "model"
-            info = {
-                "type": self.name,
-                "format_version": 1,
-                "korag_version": __version__,
-                "encoder": config,
-                "with_title": self.with_title,
-                "num_docs": index.n_docs,
-                "doc_ids": self._doc_ids,
-                "postings_bytes": size,
-            }
-            atomic.write_json(tmp / RETRIEVER_FILE, info, indent=None)
+            self.write_header(
+                tmp,
+                indent=None,
+                encoder=config,
+                with_title=self.with_title,
+                num_docs=index.n_docs,
+                doc_ids=self._doc_ids,
+                postings_bytes=size,
+            )
 
     @classmethod
     def load(cls, path: str | Path, *, mmap: bool = True, device: str = "cpu") -> SparseRetriever:
@@ -275,8 +273,5 @@ class SparseRetriever(PassageSearchMixin):
         )
         r._index = InvertedIndex.load(p, mmap=mmap)
         r._doc_ids = list(info["doc_ids"])
-        r._corpus = read_indexed_corpus(p)
+        r._corpus_dir = p
         return r
-
-
-register_retriever("sparse", lambda path, mmap: SparseRetriever.load(path, mmap=mmap))

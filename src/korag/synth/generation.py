@@ -43,19 +43,6 @@ class GenerationConfig:
         return d
 
 
-@runtime_checkable
-class Generator(Protocol):
-    """Prompts in, generated texts out (one per prompt, in order)."""
-
-    def generate(self, prompts: Sequence[Prompt], config: GenerationConfig) -> list[str]:
-        """The continuation of every prompt, with stop strings cut off."""
-        ...
-
-    def describe(self) -> dict[str, Any]:
-        """What identifies the model (backend, path or name, file hash) for stage keys and reports."""
-        ...
-
-
 @dataclass
 class GenerationStats:
     """Counters a backend keeps across calls (shown in reports)."""
@@ -70,6 +57,45 @@ class GenerationStats:
     def tokens_per_second(self) -> float:
         """Generated tokens per wall-clock second."""
         return self.generated_tokens / self.seconds if self.seconds > 0 else 0.0
+
+
+@runtime_checkable
+class Generator(Protocol):
+    """Prompts in, generated texts out (one per prompt, in order)."""
+
+    stats: GenerationStats
+
+    def generate(self, prompts: Sequence[Prompt], config: GenerationConfig) -> list[str]:
+        """The continuation of every prompt, with stop strings cut off."""
+        ...
+
+    def generate_scored(self, prompts: Sequence[Prompt], config: GenerationConfig) -> list[tuple[str, float | None]]:
+        """Each continuation with its mean token log-probability (None where the backend has none)."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """What identifies the model (backend, path or name, file hash) for stage keys and reports."""
+        ...
+
+
+class GeneratorBase:
+    """The half every backend shares: counters across calls and, for backends without token
+    log-probabilities, `generate_scored` with None scores.
+
+    Adding a backend: subclass this, implement ``generate`` (updating `stats`) and ``describe``,
+    and, if the backend exposes log-probabilities, override `generate_scored`.
+    """
+
+    def __init__(self) -> None:
+        self.stats = GenerationStats()
+
+    def generate(self, prompts: Sequence[Prompt], config: GenerationConfig) -> list[str]:  # pragma: no cover
+        """The continuation of every prompt, with stop strings cut off."""
+        raise NotImplementedError
+
+    def generate_scored(self, prompts: Sequence[Prompt], config: GenerationConfig) -> list[tuple[str, float | None]]:
+        """Each continuation with no score (this backend reports no log-probabilities)."""
+        return [(text, None) for text in self.generate(prompts, config)]
 
 
 def cut_at_stop(text: str, stop: Sequence[str]) -> str:

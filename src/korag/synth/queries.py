@@ -141,7 +141,6 @@ def generate_llm_queries(
     progress = _ProgressFile(Path(progress_file)) if progress_file else None
     todo = [d for d in ids if progress is None or d not in progress.done]
     done: dict[str, dict[str, Any]] = dict(progress.done) if progress else {}
-    scored = getattr(generator, "generate_scored", None)
     bar = tqdm(
         total=len(ids),
         initial=len(ids) - len(todo),
@@ -161,7 +160,7 @@ def generate_llm_queries(
                 config.stop or prompt.stop,
                 None if config.seed is None else config.seed + 1000 * j,
             )
-            results = scored(prompts, cfg) if scored else [(t, None) for t in generator.generate(prompts, cfg)]
+            results = generator.generate_scored(prompts, cfg)
             for k, r in enumerate(results):
                 outputs[k].append(r)
         records = [

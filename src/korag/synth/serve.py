@@ -100,9 +100,9 @@ def _handler(generator: Generator, model_name: str, lock: threading.Lock) -> typ
             except KoragError as exc:
                 raise RequestError(str(exc)) from None
             with lock:
-                before = getattr(getattr(generator, "stats", None), "generated_tokens", 0)
+                before = generator.stats.generated_tokens
                 text = generator.generate([prompt], cfg)[0]
-                after = getattr(getattr(generator, "stats", None), "generated_tokens", 0)
+                after = generator.stats.generated_tokens
             return text, after - before
 
         def _envelope(self, kind: str, choice: dict[str, Any], tokens: int) -> dict[str, Any]:

@@ -26,8 +26,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from korag import atomic
-from korag.data.reading import load_json
 from korag.errors import DataError, ModelError
+from korag.util.reading import load_json
 
 
 def bm25_idf(df: np.ndarray, n_docs: int) -> np.ndarray:

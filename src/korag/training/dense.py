@@ -34,11 +34,10 @@ from typing import Literal
 from pydantic import Field
 
 from korag.data.schema import QASet, RetrievalSet
+from korag.data.training import TrainingPair
 from korag.errors import ConfigError
-from korag.retrieval.encoder import load_sentence_transformer, resolve_prefixes
-from korag.training.data import TrainingPair
+from korag.models.encoder import load_sentence_transformer, resolve_prefixes
 from korag.training.fit import (
-    LORA_TARGETS_BERT,
     TrainConfigBase,
     TrainResult,
     finish,
@@ -51,7 +50,7 @@ from korag.training.fit import (
     set_dropout_,
 )
 
-__all__ = ["LORA_TARGETS_BERT", "DenseTrainConfig", "DenseTrainResult", "merge_lora_", "set_dropout_", "train_dense"]
+__all__ = ["DenseTrainConfig", "DenseTrainResult", "merge_lora_", "set_dropout_", "train_dense"]
 
 
 class DenseTrainConfig(TrainConfigBase):
@@ -88,16 +87,16 @@ def train_dense(
     data = prepare_pairs(train, config, dev, show_progress=show_progress, extra_pairs=extra_pairs)
 
     model = load_sentence_transformer(config.base, device=config.device, max_seq_length=config.max_seq_length)
-    if config.dropout is not None:
-        set_dropout_(model, config.dropout)
     qp, pp = resolve_prefixes(model, config.query_prefix, config.passage_prefix)
     columns = pair_columns(data.pairs, config.hard_negatives)
     prompts = {name: (qp if name == "anchor" else pp) for name in columns} if (qp or pp) else None
 
     if config.lora:
-        from korag.memory.adapters import add_lora
+        from korag.models.lora import add_lora
 
-        add_lora(model, None, config.lora_settings(), task_type="FEATURE_EXTRACTION")
+        add_lora(model, None, config.lora, task_type="FEATURE_EXTRACTION")
+    if config.dropout is not None:  # after the adapter: the override covers its dropout too
+        set_dropout_(model, config.dropout)
     scale = 1.0 / config.temperature
     if config.loss == "cached-mnrl":
         loss = losses.CachedMultipleNegativesRankingLoss(model, scale=scale, mini_batch_size=config.mini_batch_size)

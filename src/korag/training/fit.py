@@ -23,10 +23,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from korag import __version__, atomic
 from korag.data.schema import QASet, RetrievalSet
-from korag.errors import ConfigError, DataError
-from korag.training.data import TrainingPair, as_retrieval_set, dev_corpus, split_queries, training_pairs
-
-LORA_TARGETS_BERT = ["query", "key", "value", "dense"]
+from korag.data.training import TrainingPair, as_retrieval_set, dev_corpus, split_queries, training_pairs
+from korag.errors import DataError
+from korag.models.lora import OptionalLora
+from korag.util.resume import check_resumable
 
 
 class TrainConfigBase(BaseModel):
@@ -34,12 +34,8 @@ class TrainConfigBase(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    base: str
-    lora: bool = False
-    lora_r: int = Field(16, gt=0)
-    lora_alpha: int = Field(32, gt=0)
-    lora_dropout: float = Field(0.0, ge=0, lt=1)
-    lora_targets: list[str] = Field(default_factory=lambda: list(LORA_TARGETS_BERT))
+    base: str = Field(description="the model to start from: a directory (or a hub id when online)")
+    lora: OptionalLora = Field(None, description="train a LoRA adapter (merged at the end) instead of every weight")
     epochs: float = Field(1.0, gt=0)
     max_steps: int = -1
     batch_size: int = Field(32, gt=1)
@@ -67,12 +63,6 @@ class TrainConfigBase(BaseModel):
     def lr(self) -> float:
         """The learning rate actually used."""
         return self.learning_rate or (1e-4 if self.lora else 2e-5)
-
-    def lora_settings(self):
-        """The LoRA adapter these settings ask for (see `korag.memory.adapters.add_lora`)."""
-        from korag.memory.adapters import LoraSettings
-
-        return LoraSettings(r=self.lora_r, alpha=self.lora_alpha, dropout=self.lora_dropout, targets=self.lora_targets)
 
 
 @dataclass
@@ -106,7 +96,7 @@ def mine_for_training(
     rs: RetrievalSet, config: TrainConfigBase, answers: dict[str, list[str]] | None, show_progress: bool
 ) -> dict[str, list[str]]:
     """Hard negatives per training query, from BM25 or from the (dense) base model."""
-    from korag.synth.negatives import mine_negatives
+    from korag.retrieval.negatives import mine_negatives
 
     if config.negatives_from == "model":
         from korag.retrieval.dense import DenseRetriever
@@ -215,7 +205,7 @@ def ir_evaluator(
     capped dev corpus, run under bf16 autocast where the CPU has it."""
     import torch
 
-    from korag.retrieval.encoder import bf16_autocast, bf16_supported
+    from korag.models.device import bf16_autocast, bf16_supported
 
     corpus = dev_corpus(rs, config.eval_max_docs, config.seed)
     autocast = bf16 and bf16_supported(config.device)
@@ -245,7 +235,7 @@ def ir_evaluator(
 
 def use_bf16(config: TrainConfigBase) -> bool:
     """Whether training runs under bfloat16 autocast."""
-    from korag.retrieval.encoder import wants_bf16
+    from korag.models.device import wants_bf16
 
     return wants_bf16(config.precision, config.device)
 
@@ -338,32 +328,6 @@ def run_trainer(
     writer.close()
     samples = float(train_output.metrics.get("train_samples_per_second", 0.0))
     return trainer, seconds, samples, metrics, last
-
-
-RUN_CONFIG = "run_config.json"
-# settings that may change between a run and its continuation without changing what is trained
-_RESUME_FREE = {"keep_checkpoints", "logging_steps", "histogram_steps", "histogram_layers", "device"}
-
-
-def check_resumable(output: Path, config: TrainConfigBase, last: str | None) -> None:
-    """Refuse to continue checkpoints written under different settings (silently mixing two
-    configurations — or skipping training because an old run already reached its last step —
-    is worse than stopping), then record this run's settings."""
-    path = output / RUN_CONFIG
-    current = json.loads(config.model_dump_json())
-    if last is not None and path.is_file():
-        before = json.loads(path.read_text(encoding="utf-8"))
-        changed = sorted(
-            k for k in set(before) | set(current) if k not in _RESUME_FREE and before.get(k) != current.get(k)
-        )
-        if changed:
-            raise ConfigError(
-                f"{output}: its checkpoints were trained with different settings ({', '.join(changed)}); "
-                "use another output directory or start over (--no-resume)"
-            )
-    if last is None and (output / "checkpoints").is_dir():
-        shutil.rmtree(output / "checkpoints")  # not resuming: stale checkpoints must not be picked up later
-    atomic.write_json(path, current)
 
 
 def save_model(model, directory: Path, save: Callable[[Any, str], None] | None = None) -> Path:

@@ -18,7 +18,6 @@ Output directory: ``model/`` (what ``--model`` takes), ``adapter/`` with LoRA, `
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -28,8 +27,8 @@ import numpy as np
 from pydantic import Field
 
 from korag.data.schema import QASet, RetrievalSet
+from korag.data.training import TrainingPair
 from korag.errors import ConfigError
-from korag.training.data import TrainingPair
 from korag.training.fit import (
     TrainConfigBase,
     TrainResult,
@@ -43,6 +42,7 @@ from korag.training.fit import (
     set_dropout_,
     use_bf16,
 )
+from korag.util.log import without_message
 
 
 class SparseTrainConfig(TrainConfigBase):
@@ -127,13 +127,13 @@ def train_sparse(
     from sentence_transformers.sparse_encoder.evaluation import SparseInformationRetrievalEvaluator
     from transformers import AutoTokenizer, set_seed
 
+    from korag.models.encoder import resolve_model_path
     from korag.models.sparse import (
         build_sparse_encoder,
         calibrate_expansion_,
         save_sparse_encoder,
         transformer_model,
     )
-    from korag.retrieval.encoder import resolve_model_path
     from korag.text.idf import corpus_idf, token_document_frequencies
 
     check_config(config)
@@ -182,9 +182,11 @@ def train_sparse(
             show_progress=show_progress,
         )
     if config.lora:
-        from korag.memory.adapters import add_lora
+        from korag.models.lora import add_lora
 
-        add_lora(hf, None, config.lora_settings(), task_type=None)
+        add_lora(hf, None, config.lora, task_type=None)
+        if config.dropout is not None:  # the override covers the adapter's dropout too
+            set_dropout_(model, config.dropout)
 
     columns = pair_columns(data.pairs, config.hard_negatives)
     lambda_d, lambda_q = config.regularizers()
@@ -197,8 +199,7 @@ def train_sparse(
         base_loss = losses.SparseMultipleNegativesRankingLoss(model, scale=config.scale)
     # doc-only queries have no regulariser by design; sentence-transformers warns about exactly
     # that on the root logger at every construction
-    logging.disable(logging.WARNING)
-    try:
+    with without_message("query_regularizer_weight is None"):
         loss = losses.SpladeLoss(
             model,
             loss=base_loss,
@@ -206,8 +207,6 @@ def train_sparse(
             query_regularizer_weight=lambda_q,
             document_regularizer_threshold=config.document_l0_threshold,
         )
-    finally:
-        logging.disable(logging.NOTSET)
     extra_args: dict = {"learning_rate_mapping": _lr_mapping(model, config)}
     if config.mode == "doc-only":
         extra_args["router_mapping"] = {c: ("query" if c == "anchor" else "document") for c in columns if c != "label"}

@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Literal
 
 from korag import atomic
-from korag.data.reading import iter_jsonl
 from korag.data.schema import QASet
 from korag.errors import ConfigError, DataError
+from korag.util.reading import iter_jsonl
 
 DOC_FIELDS = ("docs", "context", "content")
 Stage = Literal[1, 2, 3]
@@ -159,7 +159,9 @@ def retrieval_examples(
     """Stage-2/3 records: each question with the retriever's top-k passages (`retriever` already
     indexed on the corpus) and `pos_index` marking the gold ones. With `oracle`, a gold passage the
     retriever missed replaces the last retrieved one, at a random position (the generator must not
-    learn that gold sits last)."""
+    learn that gold sits last). A question for which the retriever finds fewer than k passages
+    (BM25 returns only passages that share a term with it) gets random others to make k: every
+    record reads the same number of documents."""
     if k < 1:
         raise ConfigError(f"k must be at least 1 (got {k})")
     rng = random.Random(seed)
@@ -172,6 +174,10 @@ def retrieval_examples(
     out = []
     for e in judged:
         ids = [d for d, _ in hits[e.id]][:k]
+        while len(ids) < min(k, len(qa.corpus)):
+            d = qa.corpus.ids[rng.randrange(len(qa.corpus))]
+            if d not in ids:
+                ids.append(d)
         gold = set(e.doc_ids)
         if oracle and not gold & set(ids):
             ids = ids[: k - 1]

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from korag.eval.comparison import System, SystemRow
 from korag.eval.qa import evaluate_answers
 from korag.memory.clara.data import ClaraExample
 from korag.memory.clara.model import ClaraModel
@@ -132,7 +133,7 @@ def evaluate_clara(
     baselines: Sequence[str] = ("closed-book", "full-text"),
     batch_size: int = 8,
     show_progress: bool = False,
-) -> dict[str, dict[str, Any]]:
+) -> list[SystemRow]:
     """Rows for one table: CLaRa (given documents; with the query reasoner choosing k of the
     candidates when records carry `pos_index`) and the baselines, each with EM/F1/cover-EM,
     retrieval recall@1/3/5, compression (nominal and measured), prompt tokens and latency."""
@@ -142,9 +143,9 @@ def evaluate_clara(
     golds = {q: list(e.answers) for q, e in zip(qids, examples, strict=True)}
     questions = [e.questions[0] for e in examples]
     given = [list(e.docs[:k]) for e in examples]
-    rows: dict[str, dict[str, Any]] = {}
+    rows: list[SystemRow] = []
 
-    def run(name: str, fn) -> None:
+    def run(system: System, name: str, fn) -> dict[str, Any]:
         before = dict(reader.timings)
         t0 = time.perf_counter()
         preds: list[str] = []
@@ -157,7 +158,9 @@ def evaluate_clara(
                 extra.setdefault("chosen", []).extend(got[1])
         res = evaluate_answers(dict(zip(qids, preds, strict=True)), golds)
         timing = {t: reader.timings[t] - before[t] for t in reader.timings}
-        rows[name] = {**res.metrics, **timing, "seconds": time.perf_counter() - t0, "predictions": preds, **extra}
+        row = {**res.metrics, **timing, "seconds": time.perf_counter() - t0, "predictions": preds, **extra}
+        rows.append(SystemRow(system, name, row, {"k": k}))
+        return row
 
     judged = any(e.positives for e in examples)
 
@@ -165,24 +168,25 @@ def evaluate_clara(
         # a question none of whose candidates is gold counts as a miss
         return sum(bool(set(c[:at]) & set(e.positives)) for c, e in zip(chosen, examples, strict=True)) / len(examples)
 
-    run("clara (given documents)", lambda sl: reader.answer(questions[sl], given[sl]))
+    given_row = run(System.CLARA, "clara (given documents)", lambda sl: reader.answer(questions[sl], given[sl]))
     if judged:
         for at in (1, 3, 5):
             if at <= k:
-                rows["clara (given documents)"][f"recall@{at}"] = recall([list(range(k))] * len(examples), at)
+                given_row[f"recall@{at}"] = recall([list(range(k))] * len(examples), at)
     if judged and len(examples[0].docs) >= k:
-        run(
+        picks = run(
+            System.CLARA_REASONER,
             "clara (query reasoner picks)",
             lambda sl: reader.retrieve_and_answer(questions[sl], [list(e.docs) for e in examples[sl]], k),
         )
-        chosen = rows["clara (query reasoner picks)"].pop("chosen")
+        chosen = picks.pop("chosen")
         for at in (1, 3, 5):
             if at <= k:
-                rows["clara (query reasoner picks)"][f"recall@{at}"] = recall(chosen, at)
+                picks[f"recall@{at}"] = recall(chosen, at)
     if "closed-book" in baselines:
-        run("closed-book", lambda sl: reader.baseline(questions[sl]))
+        run(System.CLOSED_BOOK, "closed-book", lambda sl: reader.baseline(questions[sl]))
     if "full-text" in baselines:
-        run("full-text RAG", lambda sl: reader.baseline(questions[sl], given[sl]))
+        run(System.FULL_TEXT, "full-text RAG", lambda sl: reader.baseline(questions[sl], given[sl]))
     sizes = [reader.prompt_tokens(q, d) for q, d in zip(questions, given, strict=True)]
     mean = {key: float(np.mean([s[key] for s in sizes])) for key in sizes[0]}
     summary = {
@@ -192,6 +196,6 @@ def evaluate_clara(
         "prompt_tokens_full_text": mean["full_text"],
         "prompt_tokens_saved": 1 - mean["clara"] / mean["full_text"],
     }
-    for row in rows.values():
-        row.update(summary)
+    for row in rows:
+        row.metrics.update(summary)
     return rows

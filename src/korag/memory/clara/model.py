@@ -22,12 +22,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from korag.errors import ConfigError
-from korag.memory.adapters import LoraSettings, add_lora, set_lora_trainable
+from korag.memory.clara.config import ClaraConfig
 from korag.memory.clara.topk import differentiable_topk
 from korag.memory.slots import SlotLM
+from korag.models.lora import add_lora, set_lora_trainable
 
 ADAPTERS = ("encoder", "decoder", "query_reasoner")
 ENC, SEP = "<ENC>", "<SEP>"
@@ -36,38 +36,6 @@ ENC, SEP = "<ENC>", "<SEP>"
 # ml-clara draws one of 13 English instructions per record; one fixed line keeps prompts
 # reproducible, and the compressor, not the instruction's wording, is what stage 1 trains
 PARAPHRASE_INSTRUCTION = "Paraphrase the background:"
-
-
-class ClaraConfig(BaseModel):
-    """Shapes and losses of a CLaRa model."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    doc_max_length: int = Field(256, gt=0)
-    compression_rate: int = Field(32, gt=0)
-    top_k: int = Field(5, gt=0)
-    lora_r: int = Field(16, gt=0)
-    lora_alpha: int = Field(32, gt=0)
-    lora_dropout: float = Field(0.1, ge=0, lt=1)
-    lora_targets: str | list[str] = "all-linear"
-    mse_weight: float = Field(0.1, ge=0)
-    temperature: float = Field(0.02, gt=0)
-    max_question_length: int = Field(64, gt=0)
-    max_answer_tokens: int = Field(32, gt=0)
-
-    @model_validator(mode="after")
-    def _divisible(self) -> ClaraConfig:
-        if self.doc_max_length % self.compression_rate:
-            raise ValueError(
-                f"doc_max_length ({self.doc_max_length}) must be a multiple of "
-                f"compression_rate ({self.compression_rate})"
-            )
-        return self
-
-    @property
-    def n_mem(self) -> int:
-        """Memory tokens per document."""
-        return self.doc_max_length // self.compression_rate
 
 
 class ClaraModel(SlotLM):
@@ -83,11 +51,8 @@ class ClaraModel(SlotLM):
         self.config = config
         self.mem_ids = self.slot_ids
         self.enc_id = tokenizer.convert_tokens_to_ids(ENC)
-        lora = LoraSettings(
-            r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout, targets=config.lora_targets
-        )
         for name in adapters:
-            add_lora(lm, name, lora)
+            add_lora(lm, name, config.lora)
         self.adapters = tuple(adapters)
         self.trainable: set[str] = set(adapters)
         emb = lm.get_input_embeddings().weight

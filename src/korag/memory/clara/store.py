@@ -12,11 +12,14 @@ import torch
 
 from korag import atomic
 from korag.errors import ModelError
-from korag.memory.adapters import load_lora_state, lora_state
-from korag.memory.base_lm import load_base_lm
-from korag.memory.clara.model import ADAPTERS, ClaraConfig, ClaraModel
+from korag.memory.clara.config import ClaraConfig
+from korag.memory.clara.model import ADAPTERS, ClaraModel
+from korag.models.causal_lm import load_base_lm
+from korag.models.lora import load_lora_state, lora_state
+from korag.models.tensors import load_state, save_state
 
-STATE = "clara_state.pt"
+STATE = "clara_state.safetensors"
+LEGACY_STATE = "clara_state.pt"  # written by korag before safetensors; still read (tensors only)
 INFO = "clara.json"
 
 
@@ -46,9 +49,9 @@ def load_trained_state(model: ClaraModel, state: dict[str, torch.Tensor]) -> Non
 
 
 def save_clara(model: ClaraModel, directory: str | Path, *, base: str, extra: dict[str, Any] | None = None) -> Path:
-    """Write a CLaRa directory atomically: ``clara.json``, ``clara_state.pt``, ``tokenizer/``."""
+    """Write a CLaRa directory atomically: ``clara.json``, ``clara_state.safetensors``, ``tokenizer/``."""
     with atomic.atomic_directory(directory, overwrite=True) as tmp:
-        torch.save(trained_state(model), tmp / STATE)
+        save_state(trained_state(model), tmp / STATE)
         model.tokenizer.save_pretrained(tmp / "tokenizer")
         info = {"base": base, "config": model.config.model_dump(), "adapters": list(model.adapters), **(extra or {})}
         atomic.write_json(tmp / INFO, info)
@@ -56,7 +59,7 @@ def save_clara(model: ClaraModel, directory: str | Path, *, base: str, extra: di
 
 
 def build_clara(base: str, config: ClaraConfig, *, adapters=ADAPTERS, device: str = "cpu") -> ClaraModel:
-    """A fresh CLaRa model over the base LM `base` (see `korag.memory.base_lm.resolve_base`)."""
+    """A fresh CLaRa model over the base LM `base` (see `korag.models.causal_lm.resolve_base`)."""
     lm, tokenizer = load_base_lm(base, device=device)
     return ClaraModel(lm, tokenizer, config, adapters=adapters)
 
@@ -67,6 +70,16 @@ def load_clara(directory: str | Path, *, device: str = "cpu") -> tuple[ClaraMode
     if not (d / INFO).is_file():
         raise ModelError(f"{d}: not a korag CLaRa directory (no {INFO})")
     info = json.loads((d / INFO).read_text(encoding="utf-8"))
+    state = load_state(d / STATE, legacy=d / LEGACY_STATE)  # before the base LM: a refused file costs nothing
     model = build_clara(info["base"], ClaraConfig(**info["config"]), adapters=info["adapters"], device=device)
-    load_trained_state(model, torch.load(d / STATE, map_location="cpu"))
+    load_trained_state(model, state)
     return model, info
+
+
+def model_identity(directory: str | Path) -> str:
+    """What identifies a saved CLaRa model's weights (its state file's hash): compressed documents
+    are cached under it."""
+    from korag.util.hashing import file_sha256
+
+    d = Path(directory)
+    return file_sha256(d / STATE if (d / STATE).is_file() else d / LEGACY_STATE)

@@ -14,44 +14,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from pydantic import Field
 
 from korag import atomic
 from korag.errors import ConfigError
-from korag.memory.adapters import lora_parameters, named_lora_parameters
+from korag.memory.clara.config import ClaraTrainConfig
 from korag.memory.clara.data import ClaraExample
-from korag.memory.clara.model import ClaraConfig, ClaraModel
+from korag.memory.clara.model import ClaraModel
 from korag.memory.clara.store import build_clara, load_clara, load_trained_state, save_clara, trained_state
-from korag.memory.loop import LoopSettings, resolve_device, run_loop
+from korag.memory.loop import run_loop
+from korag.models.device import resolve_device
+from korag.models.lora import lora_parameters, named_lora_parameters
 
-__all__ = ["ClaraTrainConfig", "resolve_device", "train_clara"]
+__all__ = ["ClaraTrainConfig", "train_clara"]
 
 TRAINS = {1: ("encoder", "decoder"), 2: ("encoder", "decoder"), 3: ("decoder", "query_reasoner")}
-
-
-class ClaraTrainConfig(LoopSettings):
-    """Settings of one CLaRa training stage (and its loop's)."""
-
-    base: str = Field(description="base causal LM: a directory, a .gguf file or 'gemma3-270m'")
-    stage: Literal[1, 2, 3] = 1
-    init_from: str | None = Field(None, description="the previous stage's CLaRa directory")
-    clara: ClaraConfig = ClaraConfig()
-    learning_rate: float | None = Field(None, gt=0, description="default 1e-4 (stages 1, 2), 5e-6 (stage 3)")
-    device: str = "auto"
-    stage3_trains: list[Literal["decoder", "query_reasoner"]] = Field(
-        default_factory=lambda: ["decoder", "query_reasoner"],
-        description="stage 3: adapters that learn (only the query reasoner isolates retrieval learning)",
-    )
-    query_init: Literal["encoder", "fresh"] = Field(
-        "encoder", description="stage 3: start the query reasoner as a copy of the compressor (ml-clara) or fresh"
-    )
-
-    def lr(self) -> float:
-        """The learning rate actually used (ml-clara's defaults per stage)."""
-        return self.learning_rate or (5e-6 if self.stage == 3 else 1e-4)
 
 
 def _step_loss(model: ClaraModel, stage: int, batch: Sequence[ClaraExample]) -> tuple[torch.Tensor, dict[str, float]]:

@@ -24,10 +24,12 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from korag.data.schema import Corpus, QAExample, Queries
+from korag.eval.comparison import System, SystemRow
 from korag.eval.qa import evaluate_answers
 from korag.memory.text_rag import TextReader
 
 Record = tuple[QAExample, tuple[int, ...]]
+RETRIEVER_LABELS = {"bm25": "BM25", "dense": "dense", "hybrid": "hybrid"}
 
 
 def answer_scores(preds: Sequence[str], records: Sequence[Record]) -> dict[str, float]:
@@ -105,26 +107,31 @@ def text_baselines(
     closed_book: bool = True,
     oracle: bool = True,
     batch_size: int = 8,
-) -> dict[str, dict[str, Any]]:
-    """Closed-book, ``<name>-RAG`` for each retriever's rows in `retrieved`, and the oracle."""
+) -> list[SystemRow]:
+    """Closed-book, text RAG for each retriever's rows in `retrieved` (keyed by retriever name:
+    bm25, dense, hybrid), and the oracle."""
     contents = corpus.contents(with_title)
-    rows: dict[str, dict[str, Any]] = {}
+    rows: list[SystemRow] = []
     if closed_book:
-        rows["closed-book"] = run_batched(records, lambda q, sl: (text.answer(q), None), batch_size=batch_size)
+        row = run_batched(records, lambda q, sl: (text.answer(q), None), batch_size=batch_size)
+        rows.append(SystemRow(System.CLOSED_BOOK, "closed-book", row))
     for name, chosen in retrieved.items():
 
         def rag(q, sl, chosen=chosen):
             picked = chosen[sl]
             return text.answer(q, [[contents[r] for r in rs] for rs in picked]), picked
 
-        rows[f"{name}-RAG (text, top-{k})"] = run_batched(records, rag, batch_size=batch_size)
+        label = f"{RETRIEVER_LABELS.get(name, name)}-RAG (text, top-{k})"
+        row = run_batched(records, rag, batch_size=batch_size)
+        rows.append(SystemRow(System.TEXT_RAG, label, row, {"retriever": name, "k": k}))
     if oracle:
         gold = [list(g) for _, g in records]
-        rows["oracle (gold passages as text)"] = run_batched(
+        row = run_batched(
             records,
             lambda q, sl: (text.answer(q, [[contents[r] for r in g] for g in gold[sl]]), gold[sl]),
             batch_size=batch_size,
         )
+        rows.append(SystemRow(System.ORACLE, "oracle (gold passages as text)", row))
     return rows
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from korag.data.schema import Corpus, QAExample
 from korag.errors import ConfigError
+from korag.eval.comparison import System, SystemRow
 from korag.memory.pqa.baselines import clara_row, retrieved_rows, text_baselines, xrag_row
 from korag.memory.pqa.evaluate import evaluate_reading, write_quality
 from korag.memory.pqa.inference import Intermediate, PQAReader
@@ -108,9 +109,9 @@ def compare_systems(
     batch_size: int = 8,
     show_progress: bool = False,
 ) -> dict[str, Any]:
-    """{"rows": {system: metrics}, "write": write quality, "questions": n, "k": k} for the PQA
-    model at `pqa_dir` and the chosen baselines over its written documents. Write quality is
-    measured on `written_dir` (the write phase's model) when given, else on `pqa_dir` itself."""
+    """{"rows": [SystemRow], "write": write quality, "questions": n, "k": k} for the PQA model at
+    `pqa_dir` and the chosen baselines over its written documents. Write quality is measured on
+    `written_dir` (the write phase's model) when given, else on `pqa_dir` itself."""
     unknown = [b for b in baselines if b not in TEXT_BASELINES]
     if unknown:
         raise ConfigError(f"unknown baseline(s) {', '.join(unknown)}; choose from {', '.join(TEXT_BASELINES)}")
@@ -125,7 +126,7 @@ def compare_systems(
     reader = PQAReader(model, selector, queries)
     if intermediate is None:
         intermediate = read_config(info).get("intermediate", "answer")
-    rows: dict[str, dict[str, Any]] = evaluate_reading(
+    rows: list[SystemRow] = evaluate_reading(
         reader,
         records,
         info["doc_ids"],
@@ -146,7 +147,7 @@ def compare_systems(
 
         bm25 = BM25Retriever("bigram-stem", with_title=with_title)
         bm25.index(pool)
-        retrieved["BM25"] = retrieved_rows(bm25, pool, records, width)
+        retrieved["bm25"] = retrieved_rows(bm25, pool, records, width)
     if needs_dense:
         from korag.retrieval.dense import DenseRetriever
 
@@ -160,8 +161,8 @@ def compare_systems(
         hybrid.index(pool)
         retrieved["hybrid"] = retrieved_rows(hybrid, pool, records, width)
     text = TextReader(model, max_answer_tokens=model.config.max_answer_tokens)
-    shown = {n: r for n, r in retrieved.items() if n.lower() in baselines}
-    rows.update(
+    shown = {n: r for n, r in retrieved.items() if n in baselines}
+    rows.extend(
         text_baselines(
             text,
             pool,
@@ -179,17 +180,17 @@ def compare_systems(
         from korag.memory.clara.store import load_clara
 
         clara, _ = load_clara(clara_dir, device=device)
-        rows[f"CLaRa (BM25 top-{width}, compressed)"] = clara_row(
-            ClaraReader(clara), pool, records, retrieved["BM25"], batch_size=batch_size
-        )
+        row = clara_row(ClaraReader(clara), pool, records, retrieved["bm25"], batch_size=batch_size)
+        label = f"CLaRa (BM25 top-{width}, compressed)"
+        rows.append(SystemRow(System.CLARA_RAG, label, row, {"retriever": "bm25", "k": width}))
         del clara
     if xrag_dir is not None:
         xmodel, _, _, xinfo = load_pqa(xrag_dir, device=device)
         if xinfo["doc_ids"] != info["doc_ids"]:
             raise ConfigError(f"{xrag_dir} was written from other documents than {pqa_dir}")
-        rows[f"xRAG (dense top-{width}, 1 token each)"] = xrag_row(
-            PQAReader(xmodel, None, None), records, retrieved["dense"], batch_size=batch_size
-        )
+        row = xrag_row(PQAReader(xmodel, None, None), records, retrieved["dense"], batch_size=batch_size)
+        label = f"xRAG (dense top-{width}, 1 token each)"
+        rows.append(SystemRow(System.XRAG, label, row, {"retriever": "dense", "k": width}))
         del xmodel
     text_bytes = sum(len(t.encode("utf-8")) for t in pool.contents(with_title)) / len(pool)
     result: dict[str, Any] = {

@@ -25,6 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from korag.data.schema import QAExample, Qrels, Ranking
+from korag.eval.comparison import System, SystemRow
 from korag.eval.generation import rouge_l
 from korag.eval.ir import evaluate_ranking
 from korag.memory.pqa.baselines import answer_scores, collect_batches, gold_read
@@ -165,14 +166,14 @@ def evaluate_reading(
     intermediate: Intermediate = "answer",
     batch_size: int = 8,
     show_progress: bool = False,
-) -> dict[str, dict[str, Any]]:
+) -> list[SystemRow]:
     """Rows for one table: PQA from gold memories, from selected memories (one hop and, with
     `multihop`, iterative), each with EM/F1, selection recall and timings."""
-    rows: dict[str, dict[str, Any]] = {}
+    rows: list[SystemRow] = []
     questions = [e.question for e, _ in examples]
     gold = [g for _, g in examples]
 
-    def run(name: str, fn) -> None:
+    def run(system: System, name: str, fn) -> None:
         before = dict(reader.timings)
         t0 = time.perf_counter()
         preds, chosen = collect_batches(
@@ -184,26 +185,30 @@ def evaluate_reading(
         for t in reader.timings:
             row[f"{t.removesuffix('_seconds')}_ms_per_question"] = 1000 * (reader.timings[t] - before[t]) / n
         row["seconds"] = time.perf_counter() - t0
-        rows[name] = row
+        rows.append(SystemRow(system, name, row, {"k": width}))
 
     width = max(len(g) for g in gold) if multihop else k
     gold_rows = [list(g[:width]) + [g[0]] * (width - len(g[:width])) for g in gold]
-    run("pqa (gold z)", lambda sl: (reader.answer_from(questions[sl], gold_rows[sl]), gold_rows[sl]))
+    run(
+        System.PQA_GOLD,
+        "pqa (gold z)",
+        lambda sl: (reader.answer_from(questions[sl], gold_rows[sl]), gold_rows[sl]),
+    )
     if reader.selector is not None:
-        run(f"pqa (selected z, top-{width})", lambda sl: reader.answer(questions[sl], width))
+        run(System.PQA_SELECTED, f"pqa (selected z, top-{width})", lambda sl: reader.answer(questions[sl], width))
         if multihop:
             run(
+                System.PQA_ITERATIVE,
                 f"pqa (iterative, {width} hops)",
                 lambda sl: reader.answer_iterative(questions[sl], width, intermediate=intermediate)[:2],
             )
         sel = selection_metrics(reader, examples, doc_ids, k=min(10, len(doc_ids)))
-        gold_row = rows["pqa (gold z)"]
-        for row in rows.values():
-            if row is not gold_row:
-                row.update(sel)
-                for metric in ("em_squad", "em_korquad"):
-                    row[f"{metric}_gap_to_gold"] = gold_row[metric] - row[metric]
-    for row in rows.values():
-        row["bytes_per_document"] = reader.model.storage_bytes_per_document()
-        row["peak_memory_mb"] = peak_memory_mb()
+        gold_row = rows[0].metrics
+        for row in rows[1:]:
+            row.metrics.update(sel)
+            for metric in ("em_squad", "em_korquad"):
+                row.metrics[f"{metric}_gap_to_gold"] = gold_row[metric] - row.metrics[metric]
+    for row in rows:
+        row.metrics["bytes_per_document"] = reader.model.storage_bytes_per_document()
+        row.metrics["peak_memory_mb"] = peak_memory_mb()
     return rows

@@ -23,34 +23,15 @@ from collections.abc import Iterator, Sequence
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 
-from korag.memory.adapters import LoraSettings, add_lora, freeze_base, set_lora_trainable
+from korag.memory.pqa.config import PQAConfig
 from korag.memory.slots import SlotLM
 from korag.memory.text_rag import first_line
+from korag.models.lora import LoraSettings, add_lora, freeze_base, set_lora_trainable
 
 Z_TOKEN = "<Z>"
 READER = "reader"
 PromptKind = Literal["answer", "bridge"]
-
-
-class PQAConfig(BaseModel):
-    """Shapes of the memory and its projection."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    m_tokens: int = Field(4, gt=0, description="soft tokens (memory vectors) per document")
-    z_dim: int = Field(128, gt=0, description="width of each memory vector")
-    projection: Literal["gelu", "gate"] = Field(
-        "gelu", description="z → 2z → hidden MLP; 'gate' scales its output by a learned scalar"
-    )
-    layer_norm: bool = Field(False, description="LayerNorm on the projected tokens (rescaled to the LM's embeddings)")
-    memory: Literal["learned", "encoder"] = Field(
-        "learned", description="'learned' z per document, or 'encoder': the dense embedding (xRAG)"
-    )
-    z_init_std: float = Field(0.02, gt=0)
-    max_doc_tokens: int = Field(256, gt=0, description="document tokens written into (and regenerated from) z")
-    max_answer_tokens: int = Field(32, gt=0)
 
 
 class ZProjection(torch.nn.Module):

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from korag.retrieval.encoder import DenseEncoder
+from korag.models.encoder import DenseEncoder
 
 
 def load_query_encoder(model: str) -> DenseEncoder:

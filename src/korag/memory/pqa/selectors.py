@@ -24,22 +24,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 
-SelectorKind = Literal["cosine", "router", "attention"]
-
-
-class SelectorConfig(BaseModel):
-    """Which selector, and its shape."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    kind: SelectorKind = "cosine"
-    temperature: float = Field(0.1, gt=0, description="τ of the cosine scores; initial temperature of the router")
-    heads: int = Field(4, gt=0, description="attention heads")
+from korag.memory.pqa.config import SelectorConfig
 
 
 class Selector(torch.nn.Module):

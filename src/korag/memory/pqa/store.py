@@ -3,8 +3,8 @@ holds what the phases trained — the memory pool, the projection, the selector,
 weights, the fast-write initialiser — plus the config, the document ids of the pool's rows and
 the identities of the base LM and the query encoder.
 
-    pqa.json        config, base, encoder, doc_ids, selector config, LoRA settings, phase records
-    pqa_state.pt    tensors
+    pqa.json                 config, base, encoder, doc_ids, selector config, LoRA settings, records
+    pqa_state.safetensors    tensors (``pqa_state.pt`` of older korag versions is still read)
 """
 
 from __future__ import annotations
@@ -18,17 +18,20 @@ import torch
 
 from korag import atomic
 from korag.errors import ModelError
-from korag.memory.adapters import LoraSettings, load_lora_state, lora_state
-from korag.memory.base_lm import load_base_lm
-from korag.memory.pqa.model import ParametricQA, PQAConfig
-from korag.memory.pqa.selectors import Selector, SelectorConfig, make_selector
+from korag.memory.pqa.config import PQAConfig, SelectorConfig
+from korag.memory.pqa.model import ParametricQA
+from korag.memory.pqa.selectors import Selector, make_selector
+from korag.models.causal_lm import load_base_lm
+from korag.models.lora import LoraSettings, load_lora_state, lora_state
+from korag.models.tensors import load_state, save_state
 
 INFO = "pqa.json"
-STATE = "pqa_state.pt"
+STATE = "pqa_state.safetensors"
+LEGACY_STATE = "pqa_state.pt"
 
 
 def build_pqa(base: str, config: PQAConfig, n_docs: int, *, device: str = "cpu", encoder_vectors=None) -> ParametricQA:
-    """A fresh model over the base LM `base` (see `korag.memory.base_lm.resolve_base`)."""
+    """A fresh model over the base LM `base` (see `korag.models.causal_lm.resolve_base`)."""
     lm, tokenizer = load_base_lm(base, device=device)
     return ParametricQA(lm, tokenizer, config, n_docs, encoder_vectors=encoder_vectors)
 
@@ -76,7 +79,7 @@ def save_pqa(
     if len(doc_ids) != model.n_docs:
         raise ValueError(f"{len(doc_ids)} document ids for a pool of {model.n_docs}")
     with atomic.atomic_directory(directory, overwrite=True) as tmp:
-        torch.save(model_state(model, selector, fast_init), tmp / STATE)
+        save_state(model_state(model, selector, fast_init), tmp / STATE)
         info = {
             "base": base,
             "encoder": encoder,
@@ -106,7 +109,7 @@ def load_pqa(directory: str | Path, *, device: str = "cpu"):
 
     d = Path(directory)
     info = read_info(d)
-    state = torch.load(d / STATE, map_location="cpu", weights_only=False)
+    state = load_state(d / STATE, legacy=d / LEGACY_STATE)
     config = PQAConfig(**info["config"])
     vectors = state["pool"] if config.memory == "encoder" else None
     model = build_pqa(info["base"], config, len(info["doc_ids"]), device=device, encoder_vectors=vectors)

@@ -19,70 +19,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from pydantic import Field
 
 from korag import atomic
 from korag.data.schema import Corpus, QAExample
 from korag.errors import ConfigError
-from korag.memory.adapters import LoraSettings, lora_parameters
 from korag.memory.clara.topk import differentiable_topk
-from korag.memory.loop import LoopSettings, resolve_device, run_loop
+from korag.memory.loop import run_loop
+from korag.memory.pqa.config import ReadConfig, WriteConfig
 from korag.memory.pqa.fast_write import FastWriteInit, document_features
-from korag.memory.pqa.model import READER, ParametricQA, PQAConfig
+from korag.memory.pqa.model import READER, ParametricQA
 from korag.memory.pqa.query import QueryEmbeddings, bridge_query, load_query_encoder
-from korag.memory.pqa.selectors import Selector, SelectorConfig, exclude, make_selector, retrieval_loss
+from korag.memory.pqa.selectors import Selector, exclude, make_selector, retrieval_loss
 from korag.memory.pqa.store import build_pqa, load_model_state, load_pqa, model_state, save_pqa
-
-
-class WriteConfig(LoopSettings):
-    """Settings of the write phase."""
-
-    base: str = Field(description="base causal LM: a directory, a .gguf file or 'gemma3-270m'")
-    pqa: PQAConfig = PQAConfig()
-    encoder: str | None = Field(None, description="dense encoder (needed for memory='encoder', kept for reading)")
-    lr_z: float = Field(1e-2, gt=0)
-    lr_projection: float = Field(1e-3, ge=0, description="0 keeps the projection at its initialisation")
-    token_dropout: float = Field(0.0, ge=0, lt=1)
-    with_title: bool = True
-    fit_fast_init: bool = True
-    device: str = "auto"
-    epochs: float = Field(30.0, gt=0)
-    batch_size: int = Field(8, gt=0)
-    warmup_ratio: float = Field(0.0, ge=0, lt=1)
-    save_steps: int = Field(200, gt=0)
-
-
-class ReadConfig(LoopSettings):
-    """Settings of the read phase."""
-
-    init_from: str = Field(description="the written PQA directory (a write phase's model/)")
-    encoder: str | None = Field(None, description="dense query encoder (default: the one the write phase kept)")
-    selector: SelectorConfig = SelectorConfig()
-    top_k: int = Field(1, gt=0)
-    retrieval_weight: float = Field(0.1, ge=0, description="α of L_qa + α·L_retrieval")
-    qa_weight: float = Field(1.0, ge=0, description="0 trains the selector from L_retrieval alone (no LM pass)")
-    train_with: Literal["selected", "gold"] = "selected"
-    hops: Literal["single", "iterative"] = "single"
-    intermediate: Literal["answer", "document"] = Field(
-        "answer",
-        description="iterative hops: re-select with the question + the LM's intermediate answer (trained on the "
-        "bridge: the second document's title) or + the first document's text (at inference: regenerated from its z)",
-    )
-    lora: LoraSettings | None = Field(None, description="a LoRA adapter on the LM (None: the LM stays frozen)")
-    lr_lm: float = Field(1e-4, ge=0)
-    lr_z: float = Field(0.0, ge=0, description="0 keeps the written memories fixed")
-    lr_projection: float = Field(1e-4, ge=0)
-    lr_selector: float = Field(1e-3, gt=0)
-    selector_warmup_steps: int = Field(0, ge=0, description="steps of L_retrieval alone before the LM phase")
-    lr_selector_warmup: float = Field(1e-2, gt=0)
-    device: str = "auto"
-    epochs: float = Field(10.0, gt=0)
-    batch_size: int = Field(8, gt=0)
-    warmup_ratio: float = Field(0.0, ge=0, lt=1)
-    save_steps: int = Field(200, gt=0)
+from korag.models.device import resolve_device
+from korag.models.lora import lora_parameters
 
 
 def _train_or_freeze(groups: list[dict[str, Any]], params: list[torch.nn.Parameter], lr: float) -> None:
@@ -108,11 +61,14 @@ def _run_record(loop, extra: dict[str, Any]) -> dict[str, Any]:
 def write_documents(
     corpus: Corpus, config: WriteConfig, output: str | Path, *, resume: bool = True, show_progress: bool = True
 ) -> dict[str, Any]:
-    """Write every document of `corpus` into its own memory; saves ``model/`` (a PQA directory),
-    ``training.json`` and ``tensorboard/`` under `output`. Returns the run record."""
+    """Write every document of `corpus` (its first `config.max_docs`) into its own memory; saves
+    ``model/`` (a PQA directory), ``training.json`` and ``tensorboard/`` under `output`. Returns
+    the run record."""
     out = Path(output)
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
+    if config.max_docs is not None:
+        corpus = corpus.subset(range(min(config.max_docs, len(corpus))))
     docs = corpus.contents(config.with_title)
     vectors = None
     if config.pqa.memory == "encoder":
@@ -323,6 +279,8 @@ def train_read(
 ) -> dict[str, Any]:
     """Train the selector (and whatever else the learning rates allow) on questions over the
     written documents; saves ``model/`` (a PQA directory with the selector) under `output`."""
+    if config.init_from is None:
+        raise ConfigError("the read phase needs the written model: init_from (--init-from)")
     out = Path(output)
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)

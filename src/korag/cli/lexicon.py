@@ -6,13 +6,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from korag.cli.common import out
 from korag.errors import ConfigError, DataError
+from korag.eval.tables import trends_table
 
-out = Console()
-lexicon_app = typer.Typer(help="Build lexical resources: IDF, trending keywords, synonyms.", no_args_is_help=True)
+app = typer.Typer(help="Build lexical resources: IDF, trending keywords, synonyms.", no_args_is_help=True)
 
 
 def _corpus(path: str, format: str):
@@ -35,15 +35,6 @@ def _dates(corpus, field: str, source: str) -> list[str]:
     return dates
 
 
-def _trends_table(terms, limit: int) -> Table:
-    table = Table(title=f"trending terms (top {min(limit, len(terms))} of {len(terms)})")
-    for col in ("term", "recent df", "background df", "log2 ratio", "z"):
-        table.add_column(col, justify="left" if col == "term" else "right")
-    for t in terms[:limit]:
-        table.add_row(t.term, str(t.recent_df), str(t.background_df), f"{t.log_ratio:.2f}", f"{t.z_score:.1f}")
-    return table
-
-
 def _find_trends(corpus, tokens, *, background, tokenizer, date_field, since, window_days, path, min_count):
     from korag.text.tokenize import make_tokenizer
     from korag.text.trends import split_by_date, split_by_window, trending_terms
@@ -58,7 +49,7 @@ def _find_trends(corpus, tokens, *, background, tokenizer, date_field, since, wi
     return trending_terms([tokens[i] for i in recent], [tokens[i] for i in older], min_count=min_count)
 
 
-@lexicon_app.command("trends")
+@app.command("trends")
 def lexicon_trends(
     path: Annotated[str, typer.Argument(help="the target (recent) corpus, or a dated corpus with --since")],
     background: Annotated[str | None, typer.Option(help="reference corpus to compare against")] = None,
@@ -89,13 +80,13 @@ def lexicon_trends(
         path=path,
         min_count=min_count,
     )
-    out.print(_trends_table(terms, 30))
+    out.print(trends_table(terms, 30))
     if output:
         atomic.write_json(output, [asdict(t) for t in terms])
         out.print(f"wrote {len(terms)} terms to {output}")
 
 
-@lexicon_app.command("idf")
+@app.command("idf")
 def lexicon_idf(
     path: Annotated[str, typer.Argument(help="corpus to count document frequencies in")],
     output: Annotated[Path, typer.Option("--output", "-o", help="IDF table (JSON)")],
@@ -146,14 +137,14 @@ def lexicon_idf(
             path=path,
             min_count=3,
         )
-        out.print(_trends_table(trending, 15))
+        out.print(trends_table(trending, 15))
     if trending or keyword:
         weights = boost_weights(weights, trending, boost, keywords=keyword or (), tokenizer=tok)
     write_term_idf(output, weights)
     out.print(f"wrote {len(weights)} term weights to {output} ({len(trending)} trending terms boosted ×{boost})")
 
 
-@lexicon_app.command("synonyms")
+@app.command("synonyms")
 def lexicon_synonyms(
     path: Annotated[str, typer.Argument(help="corpus to mine")],
     output: Annotated[Path, typer.Option("--output", "-o", help="synonym dictionary (JSON)")],
@@ -164,7 +155,8 @@ def lexicon_synonyms(
     format: Annotated[str, typer.Option(help="input format")] = "auto",
 ) -> None:
     """Korean–English pairs from bracket glosses, embedding similarity and LLM verification."""
-    from korag.text.synonyms import SynonymDict, corpus_terms, embedding_candidates, pattern_candidates, verify_with_llm
+    from korag.synth.synonyms import corpus_terms, embedding_candidates, pattern_candidates, verify_with_llm
+    from korag.text.synonyms import SynonymDict
 
     texts = _corpus(path, format).contents()
     found = SynonymDict(pattern_candidates(texts, min_count=min_count))

@@ -8,7 +8,6 @@ in bf16 natively (AVX512-BF16 / AMX) — embeddings stay within cosine 0.9999 of
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -16,6 +15,7 @@ from typing import Any, Literal
 import numpy as np
 
 from korag.errors import ConfigError, ModelError
+from korag.models.device import bf16_autocast, wants_bf16
 
 Precision = Literal["auto", "fp32", "bf16"]
 
@@ -83,32 +83,6 @@ def model_max_length(st) -> int | None:
     except (AttributeError, IndexError, TypeError):
         pass
     return min(limits) if limits else None
-
-
-def wants_bf16(precision: str, device: str = "cpu") -> bool:
-    """Whether to compute in bfloat16: asked for, or ``auto`` on hardware that has it natively."""
-    if precision not in ("auto", "fp32", "bf16"):
-        raise ConfigError(f"precision must be auto, fp32 or bf16 (got {precision!r})")
-    return precision == "bf16" or (precision == "auto" and bf16_supported(device))
-
-
-def bf16_autocast(enabled: bool, device: str = "cpu"):
-    """bfloat16 autocast on `device` when `enabled`, else a no-op context."""
-    import torch
-
-    if not enabled:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type="cuda" if device.startswith("cuda") else "cpu", dtype=torch.bfloat16)
-
-
-def bf16_supported(device: str = "cpu") -> bool:
-    """Whether bfloat16 arithmetic is native on `device` (so autocast speeds it up)."""
-    import torch
-
-    if device.startswith("cuda"):
-        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(bool(getattr(torch.cpu, c, lambda: False)()) for c in checks)
 
 
 def resolve_prefixes(model, query_prefix: str | None, passage_prefix: str | None) -> tuple[str, str]:

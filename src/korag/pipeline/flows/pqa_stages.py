@@ -9,18 +9,16 @@ import shutil
 from typing import Any
 
 from korag import atomic
-from korag.data.saved import open_dataset
 from korag.data.schema import QAExample, QASet
 from korag.errors import ConfigError
+from korag.eval.comparison import System, SystemRow, find, find_any, rows_from_json, rows_to_json
 from korag.eval.report import RunSummary, write_report
-from korag.pipeline import stages
+from korag.pipeline.artifacts import COMPARISON_FILE, MODEL_DIR, TRAINING_FILE, WRITE_QUALITY_FILE, Kind
 from korag.pipeline.stage import Stage, StageContext
-
-LOAD = stages.LOAD
 
 
 def _qa(ctx: StageContext) -> QASet:
-    data = open_dataset(ctx.input("data").path / "dataset")
+    data = ctx.input("data").dataset()
     if not isinstance(data, QASet):
         raise ConfigError("the pqa flow needs a QA set (questions with answers and their documents)")
     return data
@@ -42,62 +40,31 @@ def split_questions(
     return train, test[:max_questions] if max_questions else test
 
 
-def _encoder(ctx: StageContext) -> str:
-    from korag.pipeline.enhance_stages import model_dir
-
-    return str(model_dir(ctx.input("encoder").path))
-
-
 def _publish(ctx: StageContext, record: dict[str, Any]) -> None:
-    shutil.move(str(ctx.scratch / "model"), str(ctx.out / "model"))
-    atomic.write_json(ctx.out / "training.json", record)
+    shutil.move(str(ctx.scratch / MODEL_DIR), str(ctx.out / MODEL_DIR))
+    atomic.write_json(ctx.out / TRAINING_FILE, record)
 
 
 def run_write(ctx: StageContext) -> dict[str, Any]:
     """Write the (first `max_docs`) documents into memories."""
-    from korag.memory.pqa.model import PQAConfig
-    from korag.memory.pqa.train import WriteConfig, write_documents
+    from korag.memory.pqa.config import WriteConfig
+    from korag.memory.pqa.train import write_documents
 
-    p = ctx.params
-    corpus = _qa(ctx).corpus
-    if p["max_docs"]:
-        corpus = corpus.subset(range(min(p["max_docs"], len(corpus))))
-    shape = {k: p[k] for k in ("m_tokens", "z_dim", "projection", "layer_norm", "max_doc_tokens")}
-    config = WriteConfig(
-        base=p["base"],
-        encoder=_encoder(ctx),
-        pqa=PQAConfig(**shape),
-        **{k: p[k] for k in ("lr_z", "lr_projection", "token_dropout", "with_title", "epochs", "max_steps")},
-        batch_size=p["batch_size"],
-        seed=p["seed"],
-        device=p["device"],
-    )
-    record = write_documents(corpus, config, ctx.scratch, show_progress=ctx.show_progress)
+    config = WriteConfig.model_validate({**ctx.params["config"], "encoder": str(ctx.input("encoder").model_dir)})
+    record = write_documents(_qa(ctx).corpus, config, ctx.scratch, show_progress=ctx.show_progress)
     _publish(ctx, record)
     return {"documents": record["documents"], "seconds": record["seconds"], "last_loss": record["last_loss"]}
 
 
 def run_read(ctx: StageContext) -> dict[str, Any]:
     """Train the selector and the reader on the training questions over the written documents."""
-    from korag.memory.adapters import LoraSettings
-    from korag.memory.pqa.selectors import SelectorConfig
-    from korag.memory.pqa.train import ReadConfig, train_read
+    from korag.memory.pqa.config import ReadConfig
+    from korag.memory.pqa.train import train_read
 
     p = ctx.params
+    config = ReadConfig.model_validate({**p["config"], "init_from": str(ctx.input("written").model_dir)})
     qa = _qa(ctx)
-    train, _ = split_questions(list(qa.examples), p["test_fraction"], p["seed"], None)
-    lora = LoraSettings.of_rank(p["lora_r"])
-    keys = ("top_k", "hops", "intermediate", "train_with", "retrieval_weight", "qa_weight", "lr_lm", "lr_z")
-    config = ReadConfig(
-        init_from=str(ctx.input("written").path / "model"),
-        encoder=_encoder(ctx),
-        selector=SelectorConfig(kind=p["selector"]),
-        lora=lora,
-        **{k: p[k] for k in (*keys, "lr_projection", "lr_selector", "selector_warmup_steps", "epochs", "max_steps")},
-        batch_size=p["batch_size"],
-        seed=p["seed"],
-        device=p["device"],
-    )
+    train, _ = split_questions(list(qa.examples), p["test_fraction"], config.seed, None)
     record = train_read(qa.corpus, train, config, ctx.scratch, show_progress=ctx.show_progress)
     _publish(ctx, record)
     return {"questions": record["questions"], "seconds": record["seconds"], "last_loss": record["last_loss"]}
@@ -106,9 +73,9 @@ def run_read(ctx: StageContext) -> dict[str, Any]:
 def flatten_comparison(result: dict[str, Any]) -> dict[str, float]:
     """The figures a sweep compares, from `compare_systems`' result: the selected-memory row's
     scores, the gold-memory row's EM, selection and write quality, efficiency."""
-    rows = result["rows"]
-    selected = next((r for n, r in rows.items() if n.startswith("pqa (selected")), None)
-    gold = rows["pqa (gold z)"]
+    rows: list[SystemRow] = result["rows"]
+    selected = find_any(rows, System.PQA_SELECTED)
+    gold = find(rows, System.PQA_GOLD)
     out: dict[str, float] = {
         "em_korquad_gold": gold["em_korquad"],
         "f1_korquad_gold": gold["f1_korquad"],
@@ -120,7 +87,7 @@ def flatten_comparison(result: dict[str, Any]) -> dict[str, float]:
                 out[k] = selected[k]
         out["select_ms_per_question"] = selected["select_ms_per_question"]
         out["generate_ms_per_question"] = selected["generate_ms_per_question"]
-    iterative = next((r for n, r in rows.items() if n.startswith("pqa (iterative")), None)
+    iterative = find_any(rows, System.PQA_ITERATIVE)
     if iterative is not None:
         out["em_korquad_iterative"] = iterative["em_korquad"]
         out["all_gold_selected_iterative"] = iterative["all_gold_selected"]
@@ -138,16 +105,20 @@ def flatten_write_quality(write: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def run_write_eval(ctx: StageContext) -> dict[str, Any]:
-    """Write quality of the written memories, before any read phase touches them."""
+def _jsonable(obj: Any) -> Any:
     import json
 
-    from korag.memory.loop import resolve_device
+    return json.loads(json.dumps(obj, default=str))
+
+
+def run_write_eval(ctx: StageContext) -> dict[str, Any]:
+    """Write quality of the written memories, before any read phase touches them."""
     from korag.memory.pqa.compare import measure_write_quality
+    from korag.models.device import resolve_device
 
     p = ctx.params
     write = measure_write_quality(
-        ctx.input("written").path / "model",
+        ctx.input("written").model_dir,
         _qa(ctx).corpus,
         identify=p["identify"],
         regenerate=p["regenerate"],
@@ -156,23 +127,21 @@ def run_write_eval(ctx: StageContext) -> dict[str, Any]:
         show_progress=ctx.show_progress,
     )
     write["model"] = "pqa-write"  # the store's path is not part of the result
-    atomic.write_json(ctx.out / "write_quality.json", json.loads(json.dumps(write, default=str)))
+    atomic.write_json(ctx.out / WRITE_QUALITY_FILE, _jsonable(write))
     return flatten_write_quality(write)
 
 
 def run_eval(ctx: StageContext) -> dict[str, Any]:
     """PQA (gold and selected memories) and the chosen baselines on the test questions: answers,
     selection, efficiency (write quality is `pqa-write-eval`'s)."""
-    import json
-
-    from korag.memory.loop import resolve_device
     from korag.memory.pqa.compare import compare_systems
+    from korag.models.device import resolve_device
 
     p = ctx.params
     qa = _qa(ctx)
     _, test = split_questions(list(qa.examples), p["test_fraction"], p["seed"], p["max_questions"])
     result = compare_systems(
-        ctx.input("model").path / "model",
+        ctx.input("model").model_dir,
         qa.corpus,
         test,
         baselines=p["baselines"],
@@ -181,18 +150,17 @@ def run_eval(ctx: StageContext) -> dict[str, Any]:
         device=resolve_device(p["device"]),
         show_progress=ctx.show_progress,
     )
-    atomic.write_json(ctx.out / "comparison.json", json.loads(json.dumps(result, default=str)))
+    atomic.write_json(ctx.out / COMPARISON_FILE, _jsonable({**result, "rows": rows_to_json(result["rows"])}))
     return flatten_comparison(result)
 
 
 def run_report(ctx: StageContext) -> dict[str, Any]:
     """The comparison table and the write quality as Markdown, a bar chart and JSON."""
-    import json
-
-    result = json.loads((ctx.input("eval").path / "comparison.json").read_text(encoding="utf-8"))
-    write = json.loads((ctx.input("write-eval").path / "write_quality.json").read_text(encoding="utf-8"))
+    result = ctx.input("eval").read_json(COMPARISON_FILE)
+    result["rows"] = rows_from_json(result["rows"])
+    write = ctx.input("write-eval").read_json(WRITE_QUALITY_FILE)
     metrics = ["em_korquad", "f1_korquad", "em_squad", "f1_squad", "all_gold_selected"]
-    runs = [RunSummary(name, metrics={m: r[m] for m in metrics if m in r}) for name, r in result["rows"].items()]
+    runs = [RunSummary(r.label, metrics={m: r[m] for m in metrics if m in r.metrics}) for r in result["rows"]]
     figures = [f"- {k}: {v:.4f}" for k, v in flatten_comparison(result).items()]
     quality = [f"{write['documents']} documents written; measured after the {write['measured_after']} phase", ""]
     quality += [f"- {k}: {v:.4f}" for k, v in flatten_write_quality(write).items()]
@@ -212,8 +180,8 @@ def run_report(ctx: StageContext) -> dict[str, Any]:
     return {"report": str(paths["md"].name)}
 
 
-WRITE = Stage("pqa-write", 1, run_write, "documents → memories (LM frozen)")
-WRITE_EVAL = Stage("pqa-write-eval", 1, run_write_eval, "write quality of the memories as written")
-READ = Stage("pqa-read", 1, run_read, "questions → selector and reader")
-EVAL = Stage("pqa-eval", 2, run_eval, "QA, selection and efficiency against the baselines")
-REPORT = Stage("pqa-report", 2, run_report, "the comparison and write quality as Markdown, PNG and JSON")
+WRITE = Stage("pqa-write", 2, run_write, Kind.MODEL, "documents → memories (LM frozen)")
+WRITE_EVAL = Stage("pqa-write-eval", 1, run_write_eval, Kind.WRITE_QUALITY, "write quality of the memories as written")
+READ = Stage("pqa-read", 2, run_read, Kind.MODEL, "questions → selector and reader")
+EVAL = Stage("pqa-eval", 3, run_eval, Kind.COMPARISON, "QA, selection and efficiency against the baselines")
+REPORT = Stage("pqa-report", 2, run_report, Kind.REPORT, "the comparison and write quality as Markdown, PNG and JSON")

@@ -11,26 +11,44 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Annotated, Any
 
-import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+if TYPE_CHECKING:
+    import torch
 
 
 class LoraSettings(BaseModel):
-    """Rank, scale, dropout and target modules of one LoRA adapter."""
+    """Rank, scale, dropout and target modules of one LoRA adapter — the one shape of LoRA
+    settings in korag (retriever trainers, CLaRa, parametric QA)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    r: int = Field(16, gt=0)
-    alpha: int = Field(32, gt=0)
-    dropout: float = Field(0.1, ge=0, lt=1)
-    targets: str | list[str] = "all-linear"
+    r: int = Field(16, gt=0, description="rank")
+    alpha: int | None = Field(None, gt=0, description="scale numerator (None: 2 × r)")
+    dropout: float = Field(0.05, ge=0, lt=1, description="dropout on the adapter's input")
+    targets: str | list[str] = Field("all-linear", description="module names to adapt, or 'all-linear'")
 
-    @classmethod
-    def of_rank(cls, r: int) -> LoraSettings | None:
-        """The adapter a command line's bare ``--lora-r`` asks for (alpha 2r, dropout 0.05;
-        r = 0: no adapter)."""
-        return cls(r=r, alpha=2 * r, dropout=0.05) if r > 0 else None
+    @model_validator(mode="after")
+    def _default_alpha(self) -> LoraSettings:
+        if self.alpha is None:
+            self.alpha = 2 * self.r
+        return self
+
+
+def _lora_shorthand(value: Any) -> Any:
+    """``true`` → the default adapter, ``false``/``0`` → none, an integer → that rank."""
+    if isinstance(value, bool):
+        return {} if value else None
+    if isinstance(value, int):
+        return {"r": value} if value > 0 else None
+    return value
+
+
+# A setting that may hold a LoRA adapter or none; YAML and ``--set`` may write ``true``, ``false``
+# or a rank instead of the whole mapping.
+OptionalLora = Annotated[LoraSettings | None, BeforeValidator(_lora_shorthand)]
 
 
 def add_lora(model, name: str | None, settings: LoraSettings, *, task_type: str | None = "CAUSAL_LM") -> None:
@@ -57,6 +75,7 @@ def named_lora_parameters(lm, adapters: Iterable[str] | None = None) -> Iterator
     """(adapter, parameter name, parameter) of every LoRA weight in `lm`, optionally only those
     of `adapters`. The name is the one `lm.named_parameters()` gives, stable across rebuilds of
     the same model (what saving and loading key on)."""
+    import torch
     from peft.tuners.tuners_utils import BaseTunerLayer
 
     wanted = None if adapters is None else set(adapters)
@@ -97,6 +116,8 @@ def lora_state(lm) -> dict[str, torch.Tensor]:
 def load_lora_state(lm, state: dict[str, torch.Tensor]) -> None:
     """Copy `lora_state`'s weights back into `lm` (the same adapters injected), refusing a state
     with weights the model lacks rather than loading part of it."""
+    import torch
+
     from korag.errors import ModelError
 
     params = dict(lm.named_parameters())

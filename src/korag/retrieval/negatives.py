@@ -5,10 +5,18 @@ gather there), and a false-negative guard drops a candidate that contains a know
 string or that scores too close to the query's positive. Several retrievers (BM25 and a dense
 model) can be mined together: their candidates are interleaved rank by rank, each guarded
 against its own retriever's positive score, so both kinds of hard negative are represented.
+
+A query for which the retrievers run out of candidates (a lexical retriever returns only the
+documents that share a term with the query, sometimes just its positive) gets random documents
+from the rest — documents no retriever matched, so they score below every candidate — under the
+answer guard, so every training example has the same number of negatives; the report counts
+them apart (`random`).
 """
 
 from __future__ import annotations
 
+import itertools
+import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -26,7 +34,8 @@ class MiningReport:
     dropped_relevant: int = 0
     dropped_answer: int = 0
     dropped_margin: int = 0
-    short: int = 0  # queries that got fewer negatives than asked
+    random: int = 0  # negatives drawn at random for queries the retrievers found too few for
+    short: int = 0  # queries that got fewer negatives than asked (even at random)
 
 
 def mine_negatives(
@@ -37,6 +46,8 @@ def mine_negatives(
     rank_range: tuple[int, int] = (2, 30),
     max_score_ratio: float | None = 0.95,
     answers: Mapping[str, Sequence[str]] | None = None,
+    fill_random: bool = True,
+    seed: int = 0,
 ) -> tuple[dict[str, list[str]], MiningReport]:
     """Up to `num` negatives per judged query from ranks [start, end) of `retriever` (or of several,
     interleaved; each already indexed on `rs.corpus`), skipping relevant documents, documents
@@ -51,6 +62,7 @@ def mine_negatives(
     queries = rs.judged_queries()
     rankings: list[Ranking] = [r.search(queries, k=end) for r in retrievers]
     report = MiningReport(queries=len(queries))
+    rng = random.Random(seed)
     out: dict[str, list[str]] = {}
     per_query = [dict(rk.items()) for rk in rankings]
     for qid in queries.ids:
@@ -62,8 +74,9 @@ def mine_negatives(
             pos_scores = [s for d, s in results if d in relevant]
             ceiling = max(pos_scores) * max_score_ratio if pos_scores and max_score_ratio is not None else None
             streams.append([(d, s, ceiling) for d, s in results[start:end]])
-        # rank by rank across retrievers: BM25's 3rd, the dense model's 3rd, BM25's 4th, ...
-        candidates = [c for rank in zip(*streams, strict=False) for c in rank] if len(streams) > 1 else streams[0]
+        # rank by rank across retrievers: BM25's 3rd, the dense model's 3rd, BM25's 4th, ... (a
+        # retriever with fewer results drops out; the others go on)
+        candidates = [c for rank in itertools.zip_longest(*streams) for c in rank if c is not None]
         chosen: list[str] = []
         seen: set[str] = set()
         for d, s, ceiling in candidates:
@@ -82,8 +95,30 @@ def mine_negatives(
                 report.dropped_margin += 1
                 continue
             chosen.append(d)
+        ran_out = all(len(hits.get(qid, [])) < end for hits in per_query)
+        if len(chosen) < num and fill_random and ran_out:
+            matched = {d for hits in per_query for d, _ in hits.get(qid, [])}
+            found = _random_negatives(rs, num - len(chosen), relevant.keys() | matched, gold, rng)
+            report.random += len(found)
+            chosen += found
         if len(chosen) < num:
             report.short += 1
         report.mined += len(chosen)
         out[qid] = chosen
     return out, report
+
+
+def _random_negatives(
+    rs: RetrievalSet, n: int, exclude: set[str], gold: Sequence[str], rng: random.Random, tries: int = 50
+) -> list[str]:
+    """Up to `n` random documents outside `exclude` that contain none of the `gold` answers."""
+    ids = rs.corpus.ids
+    out: list[str] = []
+    for _ in range(tries):
+        if len(out) >= n or len(exclude) + len(out) >= len(ids):
+            break
+        d = ids[rng.randrange(len(ids))]
+        if d in exclude or d in out or (gold and any(a in rs.corpus.get(d).text for a in gold)):
+            continue
+        out.append(d)
+    return out

@@ -1,0 +1,5 @@
+"""``python -m korag.cli``."""
+
+from korag.cli import main
+
+main()

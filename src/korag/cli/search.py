@@ -1,0 +1,81 @@
+"""`korag index` and `korag search`: a saved index from any loadable data, and queries against it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from korag.cli.common import OverwriteOpt, check_k, err, out
+from korag.errors import ConfigError
+from korag.text.tokenize import DEFAULT_TOKENIZER
+
+KOpt = Annotated[int, typer.Option("--k", "-k", help="results per query")]
+
+
+def register(app: typer.Typer) -> None:
+    """Add the commands of this group to the top-level app."""
+    app.command()(index)
+    app.command()(search)
+
+
+def index(
+    data: Annotated[str, typer.Argument(help="data to index (any loadable source)")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="index directory to write")],
+    tokenizer: Annotated[str, typer.Option(help="tokenizer spec")] = DEFAULT_TOKENIZER,
+    k1: Annotated[float, typer.Option(help="BM25 k1")] = 1.5,
+    b: Annotated[float, typer.Option(help="BM25 b")] = 0.75,
+    method: Annotated[str, typer.Option(help="BM25 variant: lucene, robertson, atire, bm25l, bm25+")] = "lucene",
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Build a BM25 index over any loadable data and save it (with the passages, for results)."""
+    from korag.data.load import corpus_of, load
+    from korag.retrieval.bm25 import BM25Retriever
+
+    if output.exists() and any(output.iterdir()) and not overwrite:
+        raise ConfigError(f"{output} exists and is not empty; pass --overwrite to replace it")
+    r = BM25Retriever(tokenizer, k1=k1, b=b, method=method)  # settings checked before the data is read
+    corpus = corpus_of(load(data, show_progress=True))
+    r.index(corpus, show_progress=True)
+    r.save(output, overwrite=overwrite)
+    out.print(f"indexed {len(corpus):,} passages into {output}")
+
+
+def search(
+    index_dir: Annotated[Path, typer.Argument(help="a saved index (korag index, or a bm25-index artifact)")],
+    query: Annotated[list[str], typer.Argument(help="one or more queries")],
+    k: KOpt = 5,
+    data: Annotated[str | None, typer.Option(help="the indexed data, for indexes saved without passages")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the results as JSON")] = False,
+) -> None:
+    """Search a saved index and print the top-k passages per query."""
+    from korag.pipeline.artifacts import open_index_dir
+    from korag.retrieval.base import load_retriever
+    from korag.retrieval.hits import ranking_hits
+
+    check_k(k)
+    r = load_retriever(open_index_dir(index_dir))
+    corpus = r.corpus()
+    if data:
+        from korag.data.load import corpus_of, load
+
+        corpus = corpus_of(load(data))
+    hits = ranking_hits(r.search(query, k=k), corpus)
+    if as_json:
+        payload = [{"query": q, "results": [h.to_dict() for h in hs]} for q, hs in zip(query, hits, strict=True)]
+        out.print_json(json.dumps(payload, ensure_ascii=False))
+        return
+    for q, hs in zip(query, hits, strict=True):
+        if not hs:
+            err.print(f"[yellow]{q!r}: no passage matches any of its terms[/]")
+            continue
+        table = Table(title=q)
+        for col in ("rank", "score", "source", "text"):
+            table.add_column(col, overflow="fold", justify="right" if col in ("rank", "score") else "left")
+        for h in hs:
+            text = (f"[bold]{h.title}[/] " if h.title else "") + h.text[:160]
+            table.add_row(str(h.rank), f"{h.score:.3f}", h.source(), text)
+        out.print(table)

@@ -1,0 +1,132 @@
+"""`korag train dense|sparse` (and, registered by `korag.cli.memory`, ``clara`` and ``pqa``).
+
+Every setting of a trainer is its library config (`DenseTrainConfig`, `SparseTrainConfig`):
+``--config FILE.yaml`` and ``--set key=value`` reach all of them, ``--show-config`` prints them,
+and the everyday ones have flags whose help and defaults come from the config's fields.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from korag.cli.common import ConfigOpt, SetOpt, ShowConfigOpt, config_from, flag_help, out, require_extra
+from korag.training.dense import DenseTrainConfig
+from korag.training.sparse import SparseTrainConfig
+
+app = typer.Typer(help="Train retrievers and memory models.", no_args_is_help=True)
+
+DataArg = Annotated[str, typer.Argument(help="BEIR-layout directory (or QA data); trains on its 'train' split")]
+OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="output directory (model/ inside is the result)")]
+ResumeOpt = Annotated[bool, typer.Option(help="continue from the last checkpoint in OUTPUT")]
+
+
+def report_training(title: str, result, output: Path) -> None:
+    """The metrics, speed and where the model went, as every retriever trainer prints them."""
+    from korag.eval.tables import metric_table
+
+    timings = {"train_seconds": result.train_seconds, "pairs_per_second": result.pairs_per_second}
+    timings["steps"] = result.global_step
+    out.print(metric_table(f"{title} → {result.model_dir}", dict(result.metrics), timings))
+    if result.resumed_from:
+        out.print(f"resumed from {result.resumed_from}")
+    out.print(f"model: {result.model_dir}  (TensorBoard: korag tensorboard {output})")
+
+
+def _flags(**values: Any) -> dict[str, Any]:
+    """Flag values keyed by their config path; ``lora`` as a switch (on: the default adapter)."""
+    flags = {k: v for k, v in values.items() if k != "lora"}
+    lora = values.get("lora")
+    if lora is not None:
+        flags["lora"] = {} if lora else False
+    return flags
+
+
+def _train_split(data: str):
+    """The training data: a BEIR directory's 'train' split, or any QA set."""
+    from korag.data.load import load
+
+    return load(data, split="train", show_progress=True)
+
+
+@app.command("dense")
+def train_dense_cmd(
+    data: DataArg,
+    output: OutputOpt,
+    base: Annotated[str | None, typer.Option(help=flag_help(DenseTrainConfig, "base"))] = None,
+    lora: Annotated[
+        bool | None, typer.Option("--lora/--full", show_default=False, help=flag_help(DenseTrainConfig, "lora"))
+    ] = None,
+    epochs: Annotated[float | None, typer.Option(help=flag_help(DenseTrainConfig, "epochs"))] = None,
+    max_steps: Annotated[int | None, typer.Option(help=flag_help(DenseTrainConfig, "max_steps"))] = None,
+    batch_size: Annotated[int | None, typer.Option(help=flag_help(DenseTrainConfig, "batch_size"))] = None,
+    learning_rate: Annotated[float | None, typer.Option(help=flag_help(DenseTrainConfig, "learning_rate"))] = None,
+    hard_negatives: Annotated[int | None, typer.Option(help=flag_help(DenseTrainConfig, "hard_negatives"))] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    show_config: ShowConfigOpt = False,
+    resume: ResumeOpt = True,
+) -> None:
+    """Fine-tune a bi-encoder (E5 prefixes, in-batch negatives, LoRA or full) with TensorBoard logs."""
+    flags = _flags(
+        base=base,
+        lora=lora,
+        epochs=epochs,
+        max_steps=max_steps,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        hard_negatives=hard_negatives,
+    )
+    settings = config_from(DenseTrainConfig, config=config, sets=set_, flags=flags, show=show_config)
+    require_extra("dense", "korag train dense")
+    from korag.models.encoder import resolve_model_path
+    from korag.training.dense import train_dense
+
+    resolve_model_path(settings.base)  # a mistyped --base fails before the data is read
+    result = train_dense(_train_split(data), settings, output, resume=resume)
+    report_training("dense training", result, output)
+
+
+@app.command("sparse")
+def train_sparse_cmd(
+    data: DataArg,
+    output: OutputOpt,
+    base: Annotated[str | None, typer.Option(help=flag_help(SparseTrainConfig, "base"))] = None,
+    mode: Annotated[str | None, typer.Option(help=flag_help(SparseTrainConfig, "mode"))] = None,
+    expansion: Annotated[
+        bool | None,
+        typer.Option("--expansion/--no-expansion", show_default=False, help=flag_help(SparseTrainConfig, "expansion")),
+    ] = None,
+    lora: Annotated[
+        bool | None, typer.Option("--lora/--full", show_default=False, help=flag_help(SparseTrainConfig, "lora"))
+    ] = None,
+    epochs: Annotated[float | None, typer.Option(help=flag_help(SparseTrainConfig, "epochs"))] = None,
+    max_steps: Annotated[int | None, typer.Option(help=flag_help(SparseTrainConfig, "max_steps"))] = None,
+    batch_size: Annotated[int | None, typer.Option(help=flag_help(SparseTrainConfig, "batch_size"))] = None,
+    distill: Annotated[str | None, typer.Option(help=flag_help(SparseTrainConfig, "distill"))] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    show_config: ShowConfigOpt = False,
+    resume: ResumeOpt = True,
+) -> None:
+    """Train a learned sparse retriever (SPLADE; OpenSearch neural-sparse compatible)."""
+    flags = _flags(
+        base=base,
+        mode=mode,
+        expansion=expansion,
+        lora=lora,
+        epochs=epochs,
+        max_steps=max_steps,
+        batch_size=batch_size,
+        distill=distill,
+    )
+    settings = config_from(SparseTrainConfig, config=config, sets=set_, flags=flags, show=show_config)
+    require_extra("dense", "korag train sparse")
+    from korag.models.encoder import resolve_model_path
+    from korag.training.sparse import train_sparse
+
+    resolve_model_path(settings.base)
+    result = train_sparse(_train_split(data), settings, output, resume=resume)
+    report_training(f"sparse training ({settings.mode})", result, output)
