@@ -14,7 +14,7 @@ from typing import Any
 
 from korag.data.chunk import ChunkConfig, chunk_spans, passages_containing
 from korag.data.clean import clean_html, html_to_text, normalize_text
-from korag.data.schema import Corpus, QAExample, QASet
+from korag.data.schema import Corpus, Document, QAExample, QASet
 from korag.data.spans import find_span
 from korag.data.squad import parse_squad, read_question
 from korag.errors import DataError
@@ -72,10 +72,7 @@ def parse_korquad2(
 ) -> QASet:
     """Build a `QASet` from a parsed KorQuAD 2.x object (see module docstring)."""
     source = Path(source)
-    ids: list[str] = []
-    texts: list[str] = []
-    titles: list[str] = []
-    metas: list[dict[str, Any]] = []
+    docs: list[Document] = []
     examples: list[QAExample] = []
     seen_q: dict[str, str] = {}
     for a, article in enumerate(root["data"]):
@@ -88,53 +85,53 @@ def parse_korquad2(
         if not cleaned.text.strip():
             raise DataError(source, "context has no text after HTML cleaning", record=rec, field="context")
         spans = chunk_spans(cleaned.text, chunk) if chunk else []
-        base_id = str(article.get("id") or a)
-        if spans:
-            doc_ids = [f"{base_id}#{n}" for n in range(len(spans))]
-            for n, s in enumerate(spans):
-                ids.append(doc_ids[n])
-                texts.append(cleaned.text[s.start : s.end])
-                titles.append(title)
-                metas.append(
-                    {
-                        "article": title,
-                        "article_index": a,
-                        "url": article.get("url", ""),
-                        "chunk": n,
-                        "char_start": s.start,
-                        "char_end": s.end,
-                    }
-                )
-        else:
-            doc_ids = [base_id]
-            ids.append(base_id)
-            texts.append(cleaned.text)
-            titles.append(title)
-            metas.append({"article": title, "article_index": a, "url": article.get("url", "")})
+        article_docs = _article_documents(article, a, title, cleaned.text, spans)
+        docs += article_docs
+        doc_ids = [d.id for d in article_docs]
         for q, qa in enumerate(field(article, "qas", list, source=source, record=rec, default=[])):
             qid, qrec, question = read_question(qa, f"{rec}.qas[{q}]", source=source, seen=seen_q)
-            answers: list[str] = []
-            starts: list[int] = []
+            answers, starts = _answers_in(qa, cleaned, source=source, record=qrec)
             relevant: list[str] = []
-            for text, html_start, path in _answer_items(qa, source=source, record=qrec):
-                plain = html_to_text(text) if "<" in text else normalize_text(text)
-                hint = cleaned.to_text_offset(html_start) if html_start is not None else None
-                start = find_span(cleaned.text, plain, hint)
-                if start < 0:
-                    raise DataError(
-                        source, f"answer {plain[:60]!r} not found in the cleaned context", record=qrec, field=path
-                    )
-                answers.append(plain)
-                starts.append(start)
-                if spans:
-                    for i in passages_containing(spans, start, start + len(plain)):
-                        if doc_ids[i] not in relevant:
-                            relevant.append(doc_ids[i])
-                elif doc_ids[0] not in relevant:
-                    relevant.append(doc_ids[0])
+            for answer, start in zip(answers, starts, strict=True):
+                hits = passages_containing(spans, start, start + len(answer)) if spans else [0]
+                relevant += [doc_ids[i] for i in hits if doc_ids[i] not in relevant]
             # Offsets refer to the article text, so passages (chunks) keep none.
             kept_starts = () if spans else tuple(starts)
             examples.append(QAExample(qid, question.strip(), tuple(answers), tuple(relevant), kept_starts))
-    if not ids:
+    if not docs:
         raise DataError(source, "no articles found", field="data")
-    return QASet(Corpus(ids, texts, titles, metas, name=name, source=str(source)), examples, name=name)
+    return QASet(Corpus.from_documents(docs, name=name, source=str(source)), examples, name=name)
+
+
+def _article_documents(article: dict[str, Any], index: int, title: str, text: str, spans: list) -> list[Document]:
+    """The article as one document, or as its passages (`spans`) with their offsets."""
+    base_id = str(article.get("id") or index)
+    meta = {"article": title, "article_index": index, "url": article.get("url", "")}
+    if not spans:
+        return [Document(base_id, text, title, meta)]
+    return [
+        Document(
+            f"{base_id}#{n}",
+            text[s.start : s.end],
+            title,
+            {**meta, "chunk": n, "char_start": s.start, "char_end": s.end},
+        )
+        for n, s in enumerate(spans)
+    ]
+
+
+def _answers_in(qa: Any, cleaned, *, source: Path, record: str) -> tuple[list[str], list[int]]:
+    """Each answer as plain text and its offset in the cleaned article text."""
+    answers: list[str] = []
+    starts: list[int] = []
+    for text, html_start, path in _answer_items(qa, source=source, record=record):
+        plain = html_to_text(text) if "<" in text else normalize_text(text)
+        hint = cleaned.to_text_offset(html_start) if html_start is not None else None
+        start = find_span(cleaned.text, plain, hint)
+        if start < 0:
+            raise DataError(
+                source, f"answer {plain[:60]!r} not found in the cleaned context", record=record, field=path
+            )
+        answers.append(plain)
+        starts.append(start)
+    return answers, starts

@@ -96,17 +96,7 @@ def run_loop(
     per_epoch = math.ceil(n_records / settings.batch_size)
     total = settings.max_steps if settings.max_steps > 0 else math.ceil(per_epoch * settings.epochs)
     schedulers = [get_cosine_schedule_with_warmup(o, int(settings.warmup_ratio * total), total) for o in optimizers]
-    step = 0
-    if last is not None:
-        # optimizer and schedule state stay in torch's format, read as data only (weights_only)
-        ck = torch.load(last / "trainer.pt", map_location="cpu", weights_only=True)
-        load_state(load_tensors(last / "state.safetensors"))
-        for o, s in zip(optimizers, ck["optimizers"], strict=True):
-            o.load_state_dict(s)
-        for sch, s in zip(schedulers, ck["schedulers"], strict=True):
-            sch.load_state_dict(s)
-        step = ck["step"]
-        torch.set_rng_state(ck["rng"])
+    step = _restore(last, load_state, optimizers, schedulers) if last is not None else 0
     writer = SummaryWriter(str(output / "tensorboard"))
     history: list[dict[str, float]] = []
     t0 = time.perf_counter()
@@ -114,17 +104,7 @@ def run_loop(
     while step < total:
         epoch, pos = divmod(step, per_epoch)
         batch = epoch_batches(n_records, settings.batch_size, settings.seed, epoch)[pos]
-        loss, parts = step_loss(batch)
-        for o in optimizers:
-            o.zero_grad(set_to_none=True)
-        loss.backward()
-        if clip:
-            torch.nn.utils.clip_grad_norm_(
-                [p for p in clip if p.grad is not None and not p.grad.is_sparse], settings.max_grad_norm
-            )
-        for o, sch in zip(optimizers, schedulers, strict=True):
-            o.step()
-            sch.step()
+        loss, parts = _step(step_loss, batch, optimizers, schedulers, clip, settings.max_grad_norm)
         step += 1
         record = {"step": step, "loss": loss.item(), "lr": schedulers[0].get_last_lr()[0], **parts}
         history.append(record)
@@ -142,6 +122,34 @@ def run_loop(
     writer.close()
     shutil.rmtree(output / "checkpoints", ignore_errors=True)
     return LoopResult(step, time.perf_counter() - t0, history)
+
+
+def _step(step_loss, batch, optimizers, schedulers, clip, max_grad_norm: float):
+    """One optimisation step: loss, backward, clipping (dense gradients of `clip`), every optimizer
+    and its schedule."""
+    loss, parts = step_loss(batch)
+    for o in optimizers:
+        o.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip:
+        torch.nn.utils.clip_grad_norm_([p for p in clip if p.grad is not None and not p.grad.is_sparse], max_grad_norm)
+    for o, sch in zip(optimizers, schedulers, strict=True):
+        o.step()
+        sch.step()
+    return loss, parts
+
+
+def _restore(last: Path, load_state, optimizers, schedulers) -> int:
+    """Load a checkpoint's model state, optimizers, schedules and RNG; return its step."""
+    # optimizer and schedule state stay in torch's format, read as data only (weights_only)
+    ck = torch.load(last / "trainer.pt", map_location="cpu", weights_only=True)
+    load_state(load_tensors(last / "state.safetensors"))
+    for o, s in zip(optimizers, ck["optimizers"], strict=True):
+        o.load_state_dict(s)
+    for sch, s in zip(schedulers, ck["schedulers"], strict=True):
+        sch.load_state_dict(s)
+    torch.set_rng_state(ck["rng"])
+    return int(ck["step"])
 
 
 def _checkpoint(state, optimizers, schedulers, step: int, out: Path) -> None:

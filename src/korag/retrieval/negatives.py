@@ -68,33 +68,8 @@ def mine_negatives(
     for qid in queries.ids:
         relevant = rs.qrels.relevant(qid)
         gold = [a for a in (answers or {}).get(qid, ()) if a]
-        streams = []
-        for hits in per_query:
-            results = hits.get(qid, [])
-            pos_scores = [s for d, s in results if d in relevant]
-            ceiling = max(pos_scores) * max_score_ratio if pos_scores and max_score_ratio is not None else None
-            streams.append([(d, s, ceiling) for d, s in results[start:end]])
-        # rank by rank across retrievers: BM25's 3rd, the dense model's 3rd, BM25's 4th, ... (a
-        # retriever with fewer results drops out; the others go on)
-        candidates = [c for rank in itertools.zip_longest(*streams) for c in rank if c is not None]
-        chosen: list[str] = []
-        seen: set[str] = set()
-        for d, s, ceiling in candidates:
-            if len(chosen) >= num:
-                break
-            if d in seen:
-                continue
-            seen.add(d)
-            if d in relevant:
-                report.dropped_relevant += 1
-                continue
-            if gold and any(a in rs.corpus.get(d).text for a in gold):
-                report.dropped_answer += 1
-                continue
-            if ceiling is not None and s > ceiling:
-                report.dropped_margin += 1
-                continue
-            chosen.append(d)
+        candidates = _candidates([hits.get(qid, []) for hits in per_query], relevant, start, end, max_score_ratio)
+        chosen = _guarded(candidates, num, relevant, gold, rs, report)
         ran_out = all(len(hits.get(qid, [])) < end for hits in per_query)
         if len(chosen) < num and fill_random and ran_out:
             matched = {d for hits in per_query for d, _ in hits.get(qid, [])}
@@ -106,6 +81,42 @@ def mine_negatives(
         report.mined += len(chosen)
         out[qid] = chosen
     return out, report
+
+
+def _candidates(
+    results: Sequence[list[tuple[str, float]]], relevant, start: int, end: int, max_score_ratio: float | None
+) -> list[tuple[str, float, float | None]]:
+    """(document, score, score ceiling) in the rank window of each retriever's results, interleaved
+    rank by rank: BM25's 3rd, the dense model's 3rd, BM25's 4th, … (a retriever with fewer
+    results drops out; the others go on). The ceiling is `max_score_ratio` × that retriever's best
+    positive score."""
+    streams = []
+    for hits in results:
+        pos_scores = [s for d, s in hits if d in relevant]
+        ceiling = max(pos_scores) * max_score_ratio if pos_scores and max_score_ratio is not None else None
+        streams.append([(d, s, ceiling) for d, s in hits[start:end]])
+    return [c for rank in itertools.zip_longest(*streams) for c in rank if c is not None]
+
+
+def _guarded(candidates, num: int, relevant, gold: Sequence[str], rs: RetrievalSet, report: MiningReport) -> list[str]:
+    """The first `num` candidates that pass the guards (counted in `report` when dropped)."""
+    chosen: list[str] = []
+    seen: set[str] = set()
+    for d, s, ceiling in candidates:
+        if len(chosen) >= num:
+            break
+        if d in seen:
+            continue
+        seen.add(d)
+        if d in relevant:
+            report.dropped_relevant += 1
+        elif gold and any(a in rs.corpus.get(d).text for a in gold):
+            report.dropped_answer += 1
+        elif ceiling is not None and s > ceiling:
+            report.dropped_margin += 1
+        else:
+            chosen.append(d)
+    return chosen
 
 
 def _random_negatives(

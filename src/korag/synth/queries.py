@@ -139,8 +139,8 @@ def generate_llm_queries(
             None, f"{len(unknown)} document id(s) to generate for are not in the corpus, e.g. {unknown[0]!r}"
         )
     progress = _ProgressFile(Path(progress_file)) if progress_file else None
-    todo = [d for d in ids if progress is None or d not in progress.done]
     done: dict[str, dict[str, Any]] = dict(progress.done) if progress else {}
+    todo = [d for d in ids if d not in done]
     bar = tqdm(
         total=len(ids),
         initial=len(ids) - len(todo),
@@ -150,30 +150,46 @@ def generate_llm_queries(
     )
     for start in range(0, len(todo), docs_per_call):
         chunk = todo[start : start + docs_per_call]
-        prompts = [prompt.render(corpus.get(d).text, corpus.get(d).title) for d in chunk]
-        outputs: list[list[tuple[str, float | None]]] = [[] for _ in chunk]
-        for j in range(per_doc):
-            cfg = GenerationConfig(
-                config.max_tokens,
-                config.temperature,
-                config.top_p,
-                config.stop or prompt.stop,
-                None if config.seed is None else config.seed + 1000 * j,
-            )
-            results = generator.generate_scored(prompts, cfg)
-            for k, r in enumerate(results):
-                outputs[k].append(r)
-        records = [
-            {"doc_id": d, "outputs": [{"raw": t, "logprob": lp} for t, lp in outs]}
-            for d, outs in zip(chunk, outputs, strict=True)
-        ]
+        records = _generate_chunk(corpus, chunk, generator, prompt, config, per_doc)
         if progress:
             progress.append(records)
-        for rec in records:
-            done[rec["doc_id"]] = rec
+        done.update((rec["doc_id"], rec) for rec in records)
         bar.update(len(chunk))
     bar.close()
-    method = f"llm-{prompt.style}"
+    return _parse_generations(corpus, ids, done, f"llm-{prompt.style}")
+
+
+def _generate_chunk(
+    corpus: Corpus,
+    chunk: Sequence[str],
+    generator: Generator,
+    prompt: QueryPrompt,
+    config: GenerationConfig,
+    per_doc: int,
+) -> list[dict[str, Any]]:
+    """One progress record per document of `chunk`: its `per_doc` raw generations and scores."""
+    prompts = [prompt.render(corpus.get(d).text, corpus.get(d).title) for d in chunk]
+    outputs: list[list[tuple[str, float | None]]] = [[] for _ in chunk]
+    for j in range(per_doc):
+        cfg = GenerationConfig(
+            config.max_tokens,
+            config.temperature,
+            config.top_p,
+            config.stop or prompt.stop,
+            None if config.seed is None else config.seed + 1000 * j,
+        )
+        for k, r in enumerate(generator.generate_scored(prompts, cfg)):
+            outputs[k].append(r)
+    return [
+        {"doc_id": d, "outputs": [{"raw": t, "logprob": lp} for t, lp in outs]}
+        for d, outs in zip(chunk, outputs, strict=True)
+    ]
+
+
+def _parse_generations(
+    corpus: Corpus, ids: Sequence[str], done: dict[str, dict[str, Any]], method: str
+) -> tuple[SyntheticSet, dict[str, int]]:
+    """Queries parsed from every document's generations (duplicates within a document dropped)."""
     queries: list[SyntheticQuery] = []
     counts = {"generations": 0, "parsed": 0, "empty": 0}
     for d in ids:
@@ -187,11 +203,8 @@ def generate_llm_queries(
                 if q in seen:
                     continue
                 seen.add(q)
-                queries.append(
-                    SyntheticQuery(
-                        f"{method}-{d}-{j}-{m}", q, d, method, logprob=out["logprob"], meta={"raw": out["raw"]}
-                    )
-                )
+                meta = {"raw": out["raw"]}
+                queries.append(SyntheticQuery(f"{method}-{d}-{j}-{m}", q, d, method, logprob=out["logprob"], meta=meta))
                 counts["parsed"] += 1
     return SyntheticSet(corpus, queries), counts
 

@@ -97,6 +97,29 @@ def available_tokenizers() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def _parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """``"ngram:3"`` → ("ngram", {"n": 3}); ``"hf:PATH"`` → ("hf", {"path": PATH})."""
+    name, _, arg = spec.partition(":")
+    if not arg:
+        return name, {}
+    if name == "ngram":
+        if not arg.isdigit():
+            raise ConfigError(f"tokenizer {spec!r}: expected ngram:<n>, e.g. ngram:3")
+        return name, {"n": int(arg)}
+    if name == "hf":
+        return name, {"path": arg}
+    raise ConfigError(f"tokenizer {spec!r}: {name!r} takes no ':' argument")
+
+
+def _parse_config(spec: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A tokenizer's `config()` dict → (name, constructor arguments)."""
+    kwargs = dict(spec)
+    name = kwargs.pop("name", None)
+    if not isinstance(name, str):
+        raise ConfigError(f"tokenizer config needs a 'name': {spec!r}")
+    return ("ngram" if name == "bigram" else name), kwargs  # bigram's config() is written as ngram, n=2
+
+
 def make_tokenizer(spec: str | dict[str, Any] | Tokenizer | None = None, **overrides: Any) -> Tokenizer:
     """Build a tokenizer from a spec string, a config dict, or pass a tokenizer through.
 
@@ -110,25 +133,7 @@ def make_tokenizer(spec: str | dict[str, Any] | Tokenizer | None = None, **overr
             raise ConfigError("cannot apply overrides to an already built tokenizer")
         return spec
     _load_builtins()
-    if isinstance(spec, str):
-        name, _, arg = spec.partition(":")
-        kwargs: dict[str, Any] = {}
-        if arg:
-            if name == "ngram":
-                if not arg.isdigit():
-                    raise ConfigError(f"tokenizer {spec!r}: expected ngram:<n>, e.g. ngram:3")
-                kwargs["n"] = int(arg)
-            elif name == "hf":
-                kwargs["path"] = arg
-            else:
-                raise ConfigError(f"tokenizer {spec!r}: {name!r} takes no ':' argument")
-    else:
-        kwargs = dict(spec)
-        name = kwargs.pop("name", None)
-        if not isinstance(name, str):
-            raise ConfigError(f"tokenizer config needs a 'name': {spec!r}")
-        if name == "bigram":  # its config() is written as ngram with n=2
-            name = "ngram"
+    name, kwargs = _parse_spec(spec) if isinstance(spec, str) else _parse_config(spec)
     kwargs.update(overrides)
     if name not in _REGISTRY:
         raise ConfigError(f"unknown tokenizer {name!r}; choose from {', '.join(available_tokenizers())}")

@@ -119,22 +119,17 @@ def train_sparse(
     show_progress: bool = True,
     extra_pairs: Sequence[TrainingPair] = (),
 ) -> TrainResult:
-    """Train a sparse encoder on `train` (a dev split is held out unless `dev` is given)."""
-    from sentence_transformers.sparse_encoder import SparseEncoderTrainer, SparseEncoderTrainingArguments, losses
+    """Train a sparse encoder on `train` (a dev split is held out unless `dev` is given): build
+    the model (IDF, output vocabulary, calibrated head), warm the expansion head up with masked
+    LM, then train with the contrastive or distillation loss under FLOPS regularisation."""
+    from sentence_transformers.sparse_encoder import SparseEncoderTrainer, SparseEncoderTrainingArguments
     from sentence_transformers.sparse_encoder.callbacks.splade_callbacks import (
         SpladeRegularizerWeightSchedulerCallback,
     )
     from sentence_transformers.sparse_encoder.evaluation import SparseInformationRetrievalEvaluator
-    from transformers import AutoTokenizer, set_seed
+    from transformers import set_seed
 
-    from korag.models.encoder import resolve_model_path
-    from korag.models.sparse import (
-        build_sparse_encoder,
-        calibrate_expansion_,
-        save_sparse_encoder,
-        transformer_model,
-    )
-    from korag.text.idf import corpus_idf, token_document_frequencies
+    from korag.models.sparse import save_sparse_encoder, transformer_model
 
     check_config(config)
     out = Path(output)
@@ -142,79 +137,26 @@ def train_sparse(
     set_seed(config.seed)
     data = prepare_pairs(train, config, dev, show_progress=show_progress, extra_pairs=extra_pairs)
     texts = list(data.train.corpus.contents(config.with_title))
-
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(config.base))
-    vocab = len(tokenizer.get_vocab())
-    idf, df = corpus_idf(tokenizer, texts, vocab_size=vocab, show_progress=show_progress)
-    output_ids = None
-    if config.expansion and config.head_vocab == "corpus":
-        qdf, _ = token_document_frequencies(tokenizer, [p.query for p in data.pairs], vocab_size=vocab)
-        output_ids = np.nonzero((df + qdf) > 0)[0]
-    model = build_sparse_encoder(
-        config.base,
-        mode=config.mode,
-        expansion=config.expansion,
-        idf=idf,
-        output_ids=output_ids,
-        max_seq_length=config.max_seq_length,
-        device=config.device,
-    )
-    if config.dropout is not None:
-        set_dropout_(model, config.dropout)
+    model, output_ids, shift = _build_model(config, texts, [p.query for p in data.pairs], show_progress)
     hf = transformer_model(model)
-    shift = calibrate_expansion_(model, texts[:16], max_length=config.max_seq_length) if config.expansion else 0.0
-    warmup = None
     checkpoints = out / "checkpoints"
     resuming = resume and checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*"))
-    if config.expansion and config.mlm_warmup_steps and not resuming:
-        from korag.training.mlm_warmup import mlm_warmup
-
-        warmup = mlm_warmup(
-            model,
-            texts,
-            steps=config.mlm_warmup_steps,
-            output=out,
-            batch_size=config.mlm_batch_size,
-            learning_rate=config.mlm_learning_rate,
-            max_seq_length=config.mlm_max_seq_length,
-            seed=config.seed,
-            bf16=use_bf16(config),
-            show_progress=show_progress,
-        )
+    warmup = None if resuming else _warm_up(model, texts, config, out, show_progress)
     if config.lora:
         from korag.models.lora import add_lora
 
         add_lora(hf, None, config.lora, task_type=None)
         if config.dropout is not None:  # the override covers the adapter's dropout too
             set_dropout_(model, config.dropout)
-
-    columns = pair_columns(data.pairs, config.hard_negatives)
-    lambda_d, lambda_q = config.regularizers()
-    if config.distill == "margin-mse":
-        margins = teacher_margins(data.pairs, config.teacher, data.train, config.max_seq_length)
-        columns = {k: columns[k] for k in ("anchor", "positive", "negative_1")}
-        columns["label"] = margins[:, 0].tolist()
-        base_loss = losses.SparseMarginMSELoss(model)
-    else:
-        base_loss = losses.SparseMultipleNegativesRankingLoss(model, scale=config.scale)
-    # doc-only queries have no regulariser by design; sentence-transformers warns about exactly
-    # that on the root logger at every construction
-    with without_message("query_regularizer_weight is None"):
-        loss = losses.SpladeLoss(
-            model,
-            loss=base_loss,
-            document_regularizer_weight=lambda_d,
-            query_regularizer_weight=lambda_q,
-            document_regularizer_threshold=config.document_l0_threshold,
-        )
+    loss, columns = _loss(model, data, config)
     extra_args: dict = {"learning_rate_mapping": _lr_mapping(model, config)}
     if config.mode == "doc-only":
         extra_args["router_mapping"] = {c: ("query" if c == "anchor" else "document") for c in columns if c != "label"}
-
-    has_dev = len(data.dev.queries) > 0
+    # torch has no bfloat16 sparse matmul, which the sparse evaluator scores with
     evaluator = (
-        # torch has no bfloat16 sparse matmul, which the sparse evaluator scores with
-        ir_evaluator(SparseInformationRetrievalEvaluator, data.dev, config, bf16=False) if has_dev else None
+        ir_evaluator(SparseInformationRetrievalEvaluator, data.dev, config, bf16=False)
+        if len(data.dev.queries)
+        else None
     )
     trainer, seconds, pairs_per_second, metrics, last = run_trainer(
         trainer_cls=SparseEncoderTrainer,
@@ -239,10 +181,10 @@ def train_sparse(
     if config.lora:
         adapter_dir = save_model(hf, out / "adapter", lambda m, p: m.save_pretrained(p))
         merge_lora_(hf)
-    model_dir = save_model(model, out / "model", save_sparse_encoder)
+    lambda_d, lambda_q = config.regularizers()
     result = TrainResult(
         output=out,
-        model_dir=model_dir,
+        model_dir=save_model(model, out / "model", save_sparse_encoder),
         adapter_dir=adapter_dir,
         train_pairs=len(data.pairs),
         dev_queries=len(data.dev.queries),
@@ -259,6 +201,84 @@ def train_sparse(
         },
     )
     return finish(result, config, trainer)
+
+
+def _build_model(config: SparseTrainConfig, texts: list[str], queries: list[str], show_progress: bool):
+    """(model, output vocabulary ids or None, expansion bias shift): a sparse encoder over
+    `config.base` with IDF-initialised query weights and, for the expansion head, the pieces seen
+    in the corpus and the training queries as its output vocabulary."""
+    from transformers import AutoTokenizer
+
+    from korag.models.encoder import resolve_model_path
+    from korag.models.sparse import build_sparse_encoder, calibrate_expansion_
+    from korag.text.idf import corpus_idf, token_document_frequencies
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(config.base))
+    vocab = len(tokenizer.get_vocab())
+    idf, df = corpus_idf(tokenizer, texts, vocab_size=vocab, show_progress=show_progress)
+    output_ids = None
+    if config.expansion and config.head_vocab == "corpus":
+        qdf, _ = token_document_frequencies(tokenizer, queries, vocab_size=vocab)
+        output_ids = np.nonzero((df + qdf) > 0)[0]
+    model = build_sparse_encoder(
+        config.base,
+        mode=config.mode,
+        expansion=config.expansion,
+        idf=idf,
+        output_ids=output_ids,
+        max_seq_length=config.max_seq_length,
+        device=config.device,
+    )
+    if config.dropout is not None:
+        set_dropout_(model, config.dropout)
+    shift = calibrate_expansion_(model, texts[:16], max_length=config.max_seq_length) if config.expansion else 0.0
+    return model, output_ids, shift
+
+
+def _warm_up(model, texts: list[str], config: SparseTrainConfig, out: Path, show_progress: bool):
+    """Masked-LM warm-up of the expansion head (None when there is none to warm up)."""
+    if not (config.expansion and config.mlm_warmup_steps):
+        return None
+    from korag.training.mlm_warmup import mlm_warmup
+
+    return mlm_warmup(
+        model,
+        texts,
+        steps=config.mlm_warmup_steps,
+        output=out,
+        batch_size=config.mlm_batch_size,
+        learning_rate=config.mlm_learning_rate,
+        max_seq_length=config.mlm_max_seq_length,
+        seed=config.seed,
+        bf16=use_bf16(config),
+        show_progress=show_progress,
+    )
+
+
+def _loss(model, data, config: SparseTrainConfig):
+    """(SPLADE loss around InfoNCE or MarginMSE, the trainer's columns)."""
+    from sentence_transformers.sparse_encoder import losses
+
+    columns = pair_columns(data.pairs, config.hard_negatives)
+    lambda_d, lambda_q = config.regularizers()
+    if config.distill == "margin-mse":
+        margins = teacher_margins(data.pairs, config.teacher, data.train, config.max_seq_length)
+        columns = {k: columns[k] for k in ("anchor", "positive", "negative_1")}
+        columns["label"] = margins[:, 0].tolist()
+        base_loss = losses.SparseMarginMSELoss(model)
+    else:
+        base_loss = losses.SparseMultipleNegativesRankingLoss(model, scale=config.scale)
+    # doc-only queries have no regulariser by design; sentence-transformers warns about exactly
+    # that on the root logger at every construction
+    with without_message("query_regularizer_weight is None"):
+        loss = losses.SpladeLoss(
+            model,
+            loss=base_loss,
+            document_regularizer_weight=lambda_d,
+            query_regularizer_weight=lambda_q,
+            document_regularizer_threshold=config.document_l0_threshold,
+        )
+    return loss, columns
 
 
 def _lr_mapping(model, config: SparseTrainConfig) -> dict[str, float]:

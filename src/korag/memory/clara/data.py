@@ -106,18 +106,22 @@ def _example(obj: dict, path: Path, rec: str, stage: Stage) -> ClaraExample:
         return ClaraExample(questions, answers, docs)
     if not isinstance(q, str) or not q.strip():
         raise DataError(path, "expected a non-empty string", record=rec, field="question")
-    positives: tuple[int, ...] = ()
-    if "pos_index" in obj:
-        pos = obj["pos_index"]
-        if not isinstance(pos, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in pos):
-            raise DataError(path, "expected a list of document indices", record=rec, field="pos_index")
-        bad = [i for i in pos if not 0 <= i < len(docs)]
-        if bad:
-            raise DataError(path, f"index {bad[0]} is outside the {len(docs)} documents", record=rec, field="pos_index")
-        positives = tuple(pos)
-    elif stage == 3:
+    if "pos_index" not in obj and stage == 3:
         raise DataError(path, "stage 3 needs the indices of the gold documents", record=rec, field="pos_index")
-    return ClaraExample((q,), answers[:1], docs, "qa", positives)
+    return ClaraExample((q,), answers[:1], docs, "qa", _positives(obj, len(docs), path, rec))
+
+
+def _positives(obj: dict, n_docs: int, path: Path, rec: str) -> tuple[int, ...]:
+    """The ``pos_index`` of a record (indices of its gold documents), checked; () when absent."""
+    if "pos_index" not in obj:
+        return ()
+    pos = obj["pos_index"]
+    if not isinstance(pos, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in pos):
+        raise DataError(path, "expected a list of document indices", record=rec, field="pos_index")
+    bad = [i for i in pos if not 0 <= i < n_docs]
+    if bad:
+        raise DataError(path, f"index {bad[0]} is outside the {n_docs} documents", record=rec, field="pos_index")
+    return tuple(pos)
 
 
 def read_clara_jsonl(path: str | Path, stage: Stage) -> list[ClaraExample]:

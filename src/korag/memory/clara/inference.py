@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from korag.eval.comparison import System, SystemRow
 from korag.eval.qa import evaluate_answers
+from korag.memory.batches import collect_batches
 from korag.memory.clara.data import ClaraExample
 from korag.memory.clara.model import ClaraModel
 from korag.memory.text_rag import TextReader, text_prompt
@@ -137,10 +137,8 @@ def evaluate_clara(
     """Rows for one table: CLaRa (given documents; with the query reasoner choosing k of the
     candidates when records carry `pos_index`) and the baselines, each with EM/F1/cover-EM,
     retrieval recall@1/3/5, compression (nominal and measured), prompt tokens and latency."""
-    cfg = reader.model.config
-    k = k or cfg.top_k
-    qids = [f"q{i}" for i in range(len(examples))]
-    golds = {q: list(e.answers) for q, e in zip(qids, examples, strict=True)}
+    k = k or reader.model.config.top_k
+    golds = {f"q{i}": list(e.answers) for i, e in enumerate(examples)}
     questions = [e.questions[0] for e in examples]
     given = [list(e.docs[:k]) for e in examples]
     rows: list[SystemRow] = []
@@ -148,54 +146,55 @@ def evaluate_clara(
     def run(system: System, name: str, fn) -> dict[str, Any]:
         before = dict(reader.timings)
         t0 = time.perf_counter()
-        preds: list[str] = []
-        extra: dict[str, Any] = {}
-        starts = range(0, len(examples), batch_size)
-        for s in tqdm(starts, desc=name, unit="batch", disable=not show_progress, leave=False):
-            got = fn(slice(s, s + batch_size))
-            preds += got[0] if isinstance(got, tuple) else got
-            if isinstance(got, tuple):
-                extra.setdefault("chosen", []).extend(got[1])
-        res = evaluate_answers(dict(zip(qids, preds, strict=True)), golds)
-        timing = {t: reader.timings[t] - before[t] for t in reader.timings}
-        row = {**res.metrics, **timing, "seconds": time.perf_counter() - t0, "predictions": preds, **extra}
+        preds, chosen = collect_batches(
+            len(examples), fn, batch_size=batch_size, desc=name, show_progress=show_progress
+        )
+        row = dict(evaluate_answers({f"q{i}": p for i, p in enumerate(preds)}, golds).metrics)
+        row.update({t: reader.timings[t] - before[t] for t in reader.timings})
+        row.update(seconds=time.perf_counter() - t0, predictions=preds)
         rows.append(SystemRow(system, name, row, {"k": k}))
+        if chosen is not None and any(e.positives for e in examples):
+            row.update(_recalls(chosen, examples, k))
         return row
 
-    judged = any(e.positives for e in examples)
-
-    def recall(chosen: Sequence[Sequence[int]], at: int) -> float:
-        # a question none of whose candidates is gold counts as a miss
-        return sum(bool(set(c[:at]) & set(e.positives)) for c, e in zip(chosen, examples, strict=True)) / len(examples)
-
-    given_row = run(System.CLARA, "clara (given documents)", lambda sl: reader.answer(questions[sl], given[sl]))
-    if judged:
-        for at in (1, 3, 5):
-            if at <= k:
-                given_row[f"recall@{at}"] = recall([list(range(k))] * len(examples), at)
-    if judged and len(examples[0].docs) >= k:
-        picks = run(
+    everything = [list(range(k))] * len(examples)
+    run(System.CLARA, "clara (given documents)", lambda sl: (reader.answer(questions[sl], given[sl]), everything[sl]))
+    if any(e.positives for e in examples) and len(examples[0].docs) >= k:
+        run(
             System.CLARA_REASONER,
             "clara (query reasoner picks)",
             lambda sl: reader.retrieve_and_answer(questions[sl], [list(e.docs) for e in examples[sl]], k),
         )
-        chosen = picks.pop("chosen")
-        for at in (1, 3, 5):
-            if at <= k:
-                picks[f"recall@{at}"] = recall(chosen, at)
     if "closed-book" in baselines:
-        run(System.CLOSED_BOOK, "closed-book", lambda sl: reader.baseline(questions[sl]))
+        run(System.CLOSED_BOOK, "closed-book", lambda sl: (reader.baseline(questions[sl]), None))
     if "full-text" in baselines:
-        run(System.FULL_TEXT, "full-text RAG", lambda sl: reader.baseline(questions[sl], given[sl]))
+        run(System.FULL_TEXT, "full-text RAG", lambda sl: (reader.baseline(questions[sl], given[sl]), None))
+    summary = _compression(reader, questions, given, k)
+    for row in rows:
+        row.metrics.update(summary)
+    return rows
+
+
+def _recalls(chosen: Sequence[Sequence[int]], examples: Sequence[ClaraExample], k: int) -> dict[str, float]:
+    """recall@1/3/5 (up to k) of the documents read: a question none of whose candidates is gold
+    counts as a miss."""
+    out = {}
+    for at in (1, 3, 5):
+        if at <= k:
+            hits = sum(bool(set(c[:at]) & set(e.positives)) for c, e in zip(chosen, examples, strict=True))
+            out[f"recall@{at}"] = hits / len(examples)
+    return out
+
+
+def _compression(reader: ClaraReader, questions: Sequence[str], given: Sequence[Sequence[str]], k: int) -> dict:
+    """Nominal and measured compression, and prompt tokens with and without compression."""
+    cfg = reader.model.config
     sizes = [reader.prompt_tokens(q, d) for q, d in zip(questions, given, strict=True)]
     mean = {key: float(np.mean([s[key] for s in sizes])) for key in sizes[0]}
-    summary = {
+    return {
         "compression_nominal": cfg.compression_rate,
         "compression_measured": mean["document_tokens"] / (k * cfg.n_mem),
         "prompt_tokens_clara": mean["clara"],
         "prompt_tokens_full_text": mean["full_text"],
         "prompt_tokens_saved": 1 - mean["clara"] / mean["full_text"],
     }
-    for row in rows:
-        row.metrics.update(summary)
-    return rows

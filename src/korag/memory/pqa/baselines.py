@@ -21,11 +21,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from korag.data.schema import Corpus, QAExample, Queries
 from korag.eval.comparison import System, SystemRow
 from korag.eval.qa import evaluate_answers
+from korag.memory.batches import collect_batches
 from korag.memory.text_rag import TextReader
 
 Record = tuple[QAExample, tuple[int, ...]]
@@ -54,25 +54,6 @@ def _row(preds: Sequence[str], records: Sequence[Record], chosen: Sequence[Seque
     row["ms_per_question"] = 1000 * seconds / max(1, len(records))
     row["predictions"] = list(preds)
     return row
-
-
-def collect_batches(
-    n: int,
-    answer: Callable[[slice], tuple[list[str], list[list[int]] | None]],
-    *,
-    batch_size: int = 8,
-    desc: str = "",
-    show_progress: bool = False,
-) -> tuple[list[str], list[list[int]] | None]:
-    """(answers, rows read, or None when `answer` reports none) of `answer(slice)` over n
-    questions in batches."""
-    preds: list[str] = []
-    chosen: list[list[int]] | None = []
-    for s in tqdm(range(0, n, batch_size), desc=desc, disable=not show_progress, leave=False):
-        p, c = answer(slice(s, s + batch_size))
-        preds += p
-        chosen = None if c is None or chosen is None else chosen + c
-    return preds, chosen
 
 
 def run_batched(

@@ -137,29 +137,11 @@ def compare_systems(
         show_progress=show_progress,
     )
     width = max(len(g) for _, g in records) if multihop else k
-    retrieved: dict[str, list[list[int]]] = {}
     needs_dense = any(b in baselines for b in ("dense", "hybrid")) or xrag_dir is not None
     if needs_dense and not encoder_name:
         raise ConfigError("dense and hybrid baselines need the model's encoder (train the read phase first)")
-    bm25 = dense = None
-    if "bm25" in baselines or "hybrid" in baselines or clara_dir is not None:
-        from korag.retrieval.bm25 import BM25Retriever
-
-        bm25 = BM25Retriever("bigram-stem", with_title=with_title)
-        bm25.index(pool)
-        retrieved["bm25"] = retrieved_rows(bm25, pool, records, width)
-    if needs_dense:
-        from korag.retrieval.dense import DenseRetriever
-
-        dense = DenseRetriever(queries.encoder.model, with_title=with_title)  # type: ignore[union-attr]
-        dense.index(pool)
-        retrieved["dense"] = retrieved_rows(dense, pool, records, width)
-    if "hybrid" in baselines:
-        from korag.retrieval.fusion import HybridRetriever
-
-        hybrid = HybridRetriever([bm25, dense], method="rrf")  # type: ignore[list-item]
-        hybrid.index(pool)
-        retrieved["hybrid"] = retrieved_rows(hybrid, pool, records, width)
+    wanted = {*baselines, *(["bm25"] if clara_dir is not None else []), *(["dense"] if xrag_dir is not None else [])}
+    retrieved = _retrieved(pool, records, width, wanted, with_title, queries.encoder.model if queries else None)
     text = TextReader(model, max_answer_tokens=model.config.max_answer_tokens)
     shown = {n: r for n, r in retrieved.items() if n in baselines}
     rows.extend(
@@ -176,22 +158,9 @@ def compare_systems(
         )
     )
     if clara_dir is not None:
-        from korag.memory.clara.inference import ClaraReader
-        from korag.memory.clara.store import load_clara
-
-        clara, _ = load_clara(clara_dir, device=device)
-        row = clara_row(ClaraReader(clara), pool, records, retrieved["bm25"], batch_size=batch_size)
-        label = f"CLaRa (BM25 top-{width}, compressed)"
-        rows.append(SystemRow(System.CLARA_RAG, label, row, {"retriever": "bm25", "k": width}))
-        del clara
+        rows.append(_clara_row(clara_dir, pool, records, retrieved["bm25"], width, device, batch_size))
     if xrag_dir is not None:
-        xmodel, _, _, xinfo = load_pqa(xrag_dir, device=device)
-        if xinfo["doc_ids"] != info["doc_ids"]:
-            raise ConfigError(f"{xrag_dir} was written from other documents than {pqa_dir}")
-        row = xrag_row(PQAReader(xmodel, None, None), records, retrieved["dense"], batch_size=batch_size)
-        label = f"xRAG (dense top-{width}, 1 token each)"
-        rows.append(SystemRow(System.XRAG, label, row, {"retriever": "dense", "k": width}))
-        del xmodel
+        rows.append(_xrag_row(xrag_dir, info["doc_ids"], records, retrieved["dense"], width, device, batch_size))
     text_bytes = sum(len(t.encode("utf-8")) for t in pool.contents(with_title)) / len(pool)
     result: dict[str, Any] = {
         "rows": rows,
@@ -209,3 +178,51 @@ def compare_systems(
     elif write:
         result["write"] = model_write_quality(model, info, corpus, str(pqa_dir), show_progress=show_progress, **options)
     return result
+
+
+def _retrieved(
+    pool: Corpus, records, width: int, wanted: set[str], with_title: bool, dense_model
+) -> dict[str, list[list[int]]]:
+    """Each wanted retriever's (bm25, dense, hybrid of both) top-`width` rows of the pool per question."""
+    retrieved: dict[str, list[list[int]]] = {}
+    bm25 = dense = None
+    if wanted & {"bm25", "hybrid"}:
+        from korag.retrieval.bm25 import BM25Retriever
+
+        bm25 = BM25Retriever("bigram-stem", with_title=with_title)
+        bm25.index(pool)
+        retrieved["bm25"] = retrieved_rows(bm25, pool, records, width)
+    if wanted & {"dense", "hybrid"}:
+        from korag.retrieval.dense import DenseRetriever
+
+        dense = DenseRetriever(dense_model, with_title=with_title)
+        dense.index(pool)
+        retrieved["dense"] = retrieved_rows(dense, pool, records, width)
+    if "hybrid" in wanted:
+        from korag.retrieval.fusion import HybridRetriever
+
+        hybrid = HybridRetriever([bm25, dense], method="rrf")  # type: ignore[list-item]
+        hybrid.index(pool)
+        retrieved["hybrid"] = retrieved_rows(hybrid, pool, records, width)
+    return retrieved
+
+
+def _clara_row(clara_dir, pool: Corpus, records, chosen, width: int, device: str, batch_size: int) -> SystemRow:
+    """A CLaRa model reading the BM25 top-`width` of each question, compressed."""
+    from korag.memory.clara.inference import ClaraReader
+    from korag.memory.clara.store import load_clara
+
+    clara, _ = load_clara(clara_dir, device=device)
+    row = clara_row(ClaraReader(clara), pool, records, chosen, batch_size=batch_size)
+    label = f"CLaRa (BM25 top-{width}, compressed)"
+    return SystemRow(System.CLARA_RAG, label, row, {"retriever": "bm25", "k": width})
+
+
+def _xrag_row(xrag_dir, doc_ids, records, chosen, width: int, device: str, batch_size: int) -> SystemRow:
+    """An xRAG-style model (encoder memories, written from the same documents) reading the dense top-`width`."""
+    xmodel, _, _, xinfo = load_pqa(xrag_dir, device=device)
+    if xinfo["doc_ids"] != list(doc_ids):
+        raise ConfigError(f"{xrag_dir} was written from other documents than the parametric-QA model")
+    row = xrag_row(PQAReader(xmodel, None, None), records, chosen, batch_size=batch_size)
+    label = f"xRAG (dense top-{width}, 1 token each)"
+    return SystemRow(System.XRAG, label, row, {"retriever": "dense", "k": width})

@@ -28,7 +28,8 @@ from korag.data.schema import QAExample, Qrels, Ranking
 from korag.eval.comparison import System, SystemRow
 from korag.eval.generation import rouge_l
 from korag.eval.ir import evaluate_ranking
-from korag.memory.pqa.baselines import answer_scores, collect_batches, gold_read
+from korag.memory.batches import collect_batches
+from korag.memory.pqa.baselines import answer_scores, gold_read
 from korag.memory.pqa.inference import Intermediate, PQAReader
 from korag.memory.pqa.model import ParametricQA
 
