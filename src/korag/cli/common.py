@@ -25,7 +25,7 @@ out = Console()
 err = Console(stderr=True)
 
 M = TypeVar("M", bound=BaseModel)
-__all__ = ["config_from", "err", "flag_help", "out", "require_extra"]
+__all__ = ["config_from", "err", "flag", "flag_help", "out", "require_extra"]
 
 WorkspaceOpt = Annotated[Path, typer.Option("--workspace", "-w", help="artifact store directory")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="set a value: key.path=value (repeatable)")]
@@ -45,6 +45,12 @@ def flag_help(model: type[BaseModel], path: str, extra: str = "") -> str:
         if default is not None:
             text += f" [default: {default.model_dump() if isinstance(default, BaseModel) else default}]"
     return text
+
+
+def flag(kind: type, model: type[BaseModel], path: str, *names: str, extra: str = "") -> Any:
+    """The annotation of a flag that sets `path` of `model`: optional (None: not given, the config
+    decides), help and default from the field, `names` to spell it (e.g. ``"--lora/--full"``)."""
+    return Annotated[kind | None, typer.Option(*names, help=flag_help(model, path, extra), show_default=False)]
 
 
 def config_from(

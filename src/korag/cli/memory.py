@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from korag import atomic
-from korag.cli.common import ConfigOpt, SetOpt, ShowConfigOpt, config_from, flag_help, out, require_extra
+from korag.cli.common import ConfigOpt, SetOpt, ShowConfigOpt, config_from, flag, out, require_extra
 from korag.errors import ConfigError
 from korag.memory.clara.config import ClaraTrainConfig
 from korag.memory.pqa.config import ReadConfig, WriteConfig
@@ -43,18 +43,14 @@ def _loop_report(phase: str, what: str, result: dict[str, Any], output: Path) ->
 def train_clara_cmd(
     data: Annotated[Path, typer.Argument(help="ml-clara JSONL for the stage (see korag.memory.clara.data)")],
     output: OutputOpt,
-    stage: Annotated[int | None, typer.Option(help=flag_help(ClaraTrainConfig, "stage"))] = None,
-    base: Annotated[str | None, typer.Option(help=flag_help(ClaraTrainConfig, "base"))] = None,
-    init_from: Annotated[str | None, typer.Option(help=flag_help(ClaraTrainConfig, "init_from"))] = None,
-    compression_rate: Annotated[
-        int | None, typer.Option(help=flag_help(ClaraTrainConfig, "clara.compression_rate"))
-    ] = None,
-    doc_max_length: Annotated[
-        int | None, typer.Option(help=flag_help(ClaraTrainConfig, "clara.doc_max_length"))
-    ] = None,
-    epochs: Annotated[float | None, typer.Option(help=flag_help(ClaraTrainConfig, "epochs"))] = None,
-    max_steps: Annotated[int | None, typer.Option(help=flag_help(ClaraTrainConfig, "max_steps"))] = None,
-    batch_size: Annotated[int | None, typer.Option(help=flag_help(ClaraTrainConfig, "batch_size"))] = None,
+    stage: flag(int, ClaraTrainConfig, "stage") = None,
+    base: flag(str, ClaraTrainConfig, "base") = None,
+    init_from: flag(str, ClaraTrainConfig, "init_from") = None,
+    compression_rate: flag(int, ClaraTrainConfig, "clara.compression_rate") = None,
+    doc_max_length: flag(int, ClaraTrainConfig, "clara.doc_max_length") = None,
+    epochs: flag(float, ClaraTrainConfig, "epochs") = None,
+    max_steps: flag(int, ClaraTrainConfig, "max_steps") = None,
+    batch_size: flag(int, ClaraTrainConfig, "batch_size") = None,
     device: DeviceOpt = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
@@ -160,15 +156,15 @@ QADataArg = Annotated[Path, typer.Argument(help="a QA set (KorQuAD, SQuAD, Hotpo
 def train_pqa_write_cmd(
     data: QADataArg,
     output: OutputOpt,
-    base: Annotated[str | None, typer.Option(help=flag_help(WriteConfig, "base"))] = None,
-    encoder: Annotated[str | None, typer.Option(help=flag_help(WriteConfig, "encoder"))] = None,
-    max_docs: Annotated[int | None, typer.Option(help=flag_help(WriteConfig, "max_docs"))] = None,
-    m_tokens: Annotated[int | None, typer.Option(help=flag_help(WriteConfig, "pqa.m_tokens"))] = None,
-    z_dim: Annotated[int | None, typer.Option(help=flag_help(WriteConfig, "pqa.z_dim"))] = None,
-    max_doc_tokens: Annotated[int | None, typer.Option(help=flag_help(WriteConfig, "pqa.max_doc_tokens"))] = None,
-    epochs: Annotated[float | None, typer.Option(help=flag_help(WriteConfig, "epochs"))] = None,
-    max_steps: Annotated[int | None, typer.Option(help=flag_help(WriteConfig, "max_steps"))] = None,
-    batch_size: Annotated[int | None, typer.Option(help=flag_help(WriteConfig, "batch_size"))] = None,
+    base: flag(str, WriteConfig, "base") = None,
+    encoder: flag(str, WriteConfig, "encoder") = None,
+    max_docs: flag(int, WriteConfig, "max_docs") = None,
+    m_tokens: flag(int, WriteConfig, "pqa.m_tokens") = None,
+    z_dim: flag(int, WriteConfig, "pqa.z_dim") = None,
+    max_doc_tokens: flag(int, WriteConfig, "pqa.max_doc_tokens") = None,
+    epochs: flag(float, WriteConfig, "epochs") = None,
+    max_steps: flag(int, WriteConfig, "max_steps") = None,
+    batch_size: flag(int, WriteConfig, "batch_size") = None,
     device: DeviceOpt = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
@@ -201,16 +197,16 @@ def train_pqa_write_cmd(
 def train_pqa_read_cmd(
     data: QADataArg,
     output: OutputOpt,
-    init_from: Annotated[str | None, typer.Option(help=flag_help(ReadConfig, "init_from"))] = None,
-    encoder: Annotated[str | None, typer.Option(help=flag_help(ReadConfig, "encoder"))] = None,
-    selector: Annotated[str | None, typer.Option(help=flag_help(ReadConfig, "selector.kind"))] = None,
-    train_with: Annotated[str | None, typer.Option(help=flag_help(ReadConfig, "train_with"))] = None,
+    init_from: flag(str, ReadConfig, "init_from") = None,
+    encoder: flag(str, ReadConfig, "encoder") = None,
+    selector: flag(str, ReadConfig, "selector.kind") = None,
+    train_with: flag(str, ReadConfig, "train_with") = None,
     lora_r: Annotated[
         int | None, typer.Option(help="LoRA rank on the LM (0: the LM stays frozen) [default: 0]")
     ] = None,
-    epochs: Annotated[float | None, typer.Option(help=flag_help(ReadConfig, "epochs"))] = None,
-    max_steps: Annotated[int | None, typer.Option(help=flag_help(ReadConfig, "max_steps"))] = None,
-    batch_size: Annotated[int | None, typer.Option(help=flag_help(ReadConfig, "batch_size"))] = None,
+    epochs: flag(float, ReadConfig, "epochs") = None,
+    max_steps: flag(int, ReadConfig, "max_steps") = None,
+    batch_size: flag(int, ReadConfig, "batch_size") = None,
     device: DeviceOpt = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from korag.cli.common import ConfigOpt, SetOpt, ShowConfigOpt, config_from, flag_help, out, require_extra
+from korag.cli.common import ConfigOpt, SetOpt, ShowConfigOpt, config_from, flag, out, require_extra
 from korag.training.dense import DenseTrainConfig
 from korag.training.sparse import SparseTrainConfig
 
@@ -55,15 +55,13 @@ def _train_split(data: str):
 def train_dense_cmd(
     data: DataArg,
     output: OutputOpt,
-    base: Annotated[str | None, typer.Option(help=flag_help(DenseTrainConfig, "base"))] = None,
-    lora: Annotated[
-        bool | None, typer.Option("--lora/--full", show_default=False, help=flag_help(DenseTrainConfig, "lora"))
-    ] = None,
-    epochs: Annotated[float | None, typer.Option(help=flag_help(DenseTrainConfig, "epochs"))] = None,
-    max_steps: Annotated[int | None, typer.Option(help=flag_help(DenseTrainConfig, "max_steps"))] = None,
-    batch_size: Annotated[int | None, typer.Option(help=flag_help(DenseTrainConfig, "batch_size"))] = None,
-    learning_rate: Annotated[float | None, typer.Option(help=flag_help(DenseTrainConfig, "learning_rate"))] = None,
-    hard_negatives: Annotated[int | None, typer.Option(help=flag_help(DenseTrainConfig, "hard_negatives"))] = None,
+    base: flag(str, DenseTrainConfig, "base") = None,
+    lora: flag(bool, DenseTrainConfig, "lora", "--lora/--full") = None,
+    epochs: flag(float, DenseTrainConfig, "epochs") = None,
+    max_steps: flag(int, DenseTrainConfig, "max_steps") = None,
+    batch_size: flag(int, DenseTrainConfig, "batch_size") = None,
+    learning_rate: flag(float, DenseTrainConfig, "learning_rate") = None,
+    hard_negatives: flag(int, DenseTrainConfig, "hard_negatives") = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     show_config: ShowConfigOpt = False,
@@ -93,19 +91,14 @@ def train_dense_cmd(
 def train_sparse_cmd(
     data: DataArg,
     output: OutputOpt,
-    base: Annotated[str | None, typer.Option(help=flag_help(SparseTrainConfig, "base"))] = None,
-    mode: Annotated[str | None, typer.Option(help=flag_help(SparseTrainConfig, "mode"))] = None,
-    expansion: Annotated[
-        bool | None,
-        typer.Option("--expansion/--no-expansion", show_default=False, help=flag_help(SparseTrainConfig, "expansion")),
-    ] = None,
-    lora: Annotated[
-        bool | None, typer.Option("--lora/--full", show_default=False, help=flag_help(SparseTrainConfig, "lora"))
-    ] = None,
-    epochs: Annotated[float | None, typer.Option(help=flag_help(SparseTrainConfig, "epochs"))] = None,
-    max_steps: Annotated[int | None, typer.Option(help=flag_help(SparseTrainConfig, "max_steps"))] = None,
-    batch_size: Annotated[int | None, typer.Option(help=flag_help(SparseTrainConfig, "batch_size"))] = None,
-    distill: Annotated[str | None, typer.Option(help=flag_help(SparseTrainConfig, "distill"))] = None,
+    base: flag(str, SparseTrainConfig, "base") = None,
+    mode: flag(str, SparseTrainConfig, "mode") = None,
+    expansion: flag(bool, SparseTrainConfig, "expansion", "--expansion/--no-expansion") = None,
+    lora: flag(bool, SparseTrainConfig, "lora", "--lora/--full") = None,
+    epochs: flag(float, SparseTrainConfig, "epochs") = None,
+    max_steps: flag(int, SparseTrainConfig, "max_steps") = None,
+    batch_size: flag(int, SparseTrainConfig, "batch_size") = None,
+    distill: flag(str, SparseTrainConfig, "distill") = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     show_config: ShowConfigOpt = False,

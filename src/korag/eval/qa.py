@@ -21,13 +21,13 @@ from typing import Literal
 
 from korag.errors import ConfigError
 
-Normalization = Literal["squad", "korquad"]
+AnswerNormalization = Literal["squad", "korquad"]
 _PUNCT = frozenset(string.punctuation)
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _KORQUAD_SPACES = str.maketrans(dict.fromkeys("'\"《》<>〈〉()‘’", " "))
 
 
-def normalize_answer(text: str, normalization: Normalization = "squad") -> str:
+def normalize_answer(text: str, normalization: AnswerNormalization = "squad") -> str:
     """`text` normalised as the chosen official script does before comparing."""
     if normalization == "squad":
         text = "".join(ch for ch in text.lower() if ch not in _PUNCT)
@@ -38,20 +38,20 @@ def normalize_answer(text: str, normalization: Normalization = "squad") -> str:
     raise ConfigError(f"unknown answer normalisation {normalization!r}; use 'squad' or 'korquad'")
 
 
-def _units(text: str, normalization: Normalization) -> list[str]:
+def _units(text: str, normalization: AnswerNormalization) -> list[str]:
     norm = normalize_answer(text, normalization)
     if normalization == "korquad":
         return [ch for ch in norm if ch != " "]
     return norm.split()
 
 
-def exact_match(prediction: str, golds: Sequence[str], normalization: Normalization = "squad") -> float:
+def exact_match(prediction: str, golds: Sequence[str], normalization: AnswerNormalization = "squad") -> float:
     """1.0 if the normalised prediction equals any normalised gold answer."""
     p = normalize_answer(prediction, normalization)
     return float(any(p == normalize_answer(g, normalization) for g in golds))
 
 
-def f1(prediction: str, golds: Sequence[str], normalization: Normalization = "squad") -> float:
+def f1(prediction: str, golds: Sequence[str], normalization: AnswerNormalization = "squad") -> float:
     """Best token (SQuAD) or character (KorQuAD) F1 over the gold answers."""
     pred = _units(prediction, normalization)
     best = 0.0
@@ -65,7 +65,7 @@ def f1(prediction: str, golds: Sequence[str], normalization: Normalization = "sq
     return best
 
 
-def cover_em(prediction: str, golds: Sequence[str], normalization: Normalization = "squad") -> float:
+def cover_em(prediction: str, golds: Sequence[str], normalization: AnswerNormalization = "squad") -> float:
     """1.0 if any normalised gold answer occurs inside the normalised prediction."""
     p = normalize_answer(prediction, normalization)
     return float(any(normalize_answer(g, normalization) and normalize_answer(g, normalization) in p for g in golds))
@@ -83,7 +83,7 @@ class QAResult:
 def evaluate_answers(
     predictions: Mapping[str, str],
     golds: Mapping[str, Sequence[str]],
-    normalizations: Sequence[Normalization] = ("squad", "korquad"),
+    normalizations: Sequence[AnswerNormalization] = ("squad", "korquad"),
 ) -> QAResult:
     """EM, F1 and cover-EM under each normalisation; unanswered questions score 0."""
     metrics: dict[str, float] = {}

@@ -159,7 +159,7 @@ class DenseEncoder:
         """Normalised query embeddings, one row per text."""
         return self._encode(texts, self.query_prefix, show_progress)
 
-    def encode_passages(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
+    def encode_documents(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
         """Normalised passage embeddings, one row per text."""
         return self._encode(texts, self.passage_prefix, show_progress)
 
@@ -167,9 +167,9 @@ class DenseEncoder:
         """One normalised query embedding."""
         return self.encode_queries([text])[0]
 
-    def encode_passage(self, text: str) -> np.ndarray:
+    def encode_document(self, text: str) -> np.ndarray:
         """One normalised passage embedding."""
-        return self.encode_passages([text])[0]
+        return self.encode_documents([text])[0]
 
     @staticmethod
     def similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -137,9 +136,3 @@ def write_offline_model(name: str, output: str | Path, *, overwrite: bool = Fals
     if name not in OFFLINE_MODELS:
         raise ConfigError(f"unknown offline model {name!r}; available: {', '.join(OFFLINE_MODELS)}")
     return OFFLINE_MODELS[name](output, overwrite=overwrite)
-
-
-def read_conversion_report(model_dir: str | Path) -> dict[str, Any] | None:
-    """The check report written beside a converted model, if any."""
-    p = Path(model_dir) / CHECK_FILE
-    return json.loads(p.read_text(encoding="utf-8")) if p.is_file() else None

@@ -37,7 +37,7 @@ from korag.text.tokenize import Tokenizer, make_tokenizer
 if TYPE_CHECKING:
     from korag.retrieval.expansion import QueryExpansion
 
-Method = Literal["lucene", "robertson", "atire", "bm25l", "bm25+"]
+BM25Method = Literal["lucene", "robertson", "atire", "bm25l", "bm25+"]
 METHODS: tuple[str, ...] = ("lucene", "robertson", "atire", "bm25l", "bm25+")
 
 

@@ -9,6 +9,7 @@ passages with their text and score.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -64,19 +65,29 @@ class DenseRetriever(RetrieverBase):
         """Normalised query embeddings."""
         return self.encoder.encode_queries(texts, show_progress=show_progress)
 
-    def encode_passages(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
-        """Normalised passage embeddings."""
-        return self.encoder.encode_passages(texts, show_progress=show_progress)
+    def encode_documents(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
+        """Normalised document (passage) embeddings."""
+        return self.encoder.encode_documents(texts, show_progress=show_progress)
 
     def encode_query(self, text: str) -> np.ndarray:
         """One normalised query embedding."""
         return self.encoder.encode_query(text)
 
-    def encode_passage(self, text: str) -> np.ndarray:
-        """One normalised passage embedding."""
-        return self.encoder.encode_passage(text)
+    def encode_document(self, text: str) -> np.ndarray:
+        """One normalised document (passage) embedding."""
+        return self.encoder.encode_document(text)
 
     similarity = staticmethod(DenseEncoder.similarity)
+
+    def encode_passages(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
+        """Deprecated name of `encode_documents` (korag ≤ 0.1; sentence-transformers says "document")."""
+        warnings.warn("encode_passages is now encode_documents", DeprecationWarning, stacklevel=2)
+        return self.encode_documents(texts, show_progress=show_progress)
+
+    def encode_passage(self, text: str) -> np.ndarray:
+        """Deprecated name of `encode_document`."""
+        warnings.warn("encode_passage is now encode_document", DeprecationWarning, stacklevel=2)
+        return self.encode_document(text)
 
     # the Retriever protocol --------------------------------------------------------------
     def index(self, corpus: Corpus, *, show_progress: bool = False) -> None:
@@ -84,7 +95,7 @@ class DenseRetriever(RetrieverBase):
         if len(corpus) == 0:
             raise DataError(None, "cannot index an empty corpus")
         t0 = time.perf_counter()
-        vectors = self.encode_passages(corpus.contents(self.with_title), show_progress=show_progress)
+        vectors = self.encode_documents(corpus.contents(self.with_title), show_progress=show_progress)
         self.timings["encode_passages_seconds"] = time.perf_counter() - t0
         self._index = VectorIndex(vectors, corpus.ids)
         self._corpus = corpus

@@ -19,11 +19,11 @@ from korag.data.schema import Corpus, Qrels, Queries, Ranking
 from korag.errors import ConfigError
 from korag.retrieval.base import Retriever, RetrieverBase, as_queries, read_retriever_info
 
-Method = Literal["rrf", "weighted"]
-Normalization = Literal["minmax", "zscore", "none"]
+FusionMethod = Literal["rrf", "weighted"]
+ScoreNormalization = Literal["minmax", "zscore", "none"]
 
 
-def _normalise(scores: np.ndarray, how: Normalization) -> np.ndarray:
+def _normalise(scores: np.ndarray, how: ScoreNormalization) -> np.ndarray:
     valid = np.isfinite(scores)
     if not valid.any():
         return np.zeros_like(scores)
@@ -43,10 +43,10 @@ def _normalise(scores: np.ndarray, how: Normalization) -> np.ndarray:
 def fuse(
     rankings: Sequence[Ranking],
     *,
-    method: Method = "rrf",
+    method: FusionMethod = "rrf",
     weights: Sequence[float] | None = None,
     rrf_k: int = 60,
-    normalization: Normalization = "minmax",
+    normalization: ScoreNormalization = "minmax",
     k: int | None = None,
 ) -> Ranking:
     """Combine rankings of the same queries into one.
@@ -91,10 +91,10 @@ def tune_weights(
     rankings: Sequence[Ranking],
     qrels: Qrels,
     *,
-    method: Method = "weighted",
+    method: FusionMethod = "weighted",
     metric: str = "mrr@10",
     grid: Sequence[float] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
-    normalization: Normalization = "minmax",
+    normalization: ScoreNormalization = "minmax",
     rrf_k: int = 60,
 ) -> tuple[list[float], float, list[dict[str, Any]]]:
     """Grid-search fusion weights (first retriever's weight from `grid`, the rest sharing 1 − w for
@@ -124,10 +124,10 @@ class HybridRetriever(RetrieverBase):
         self,
         retrievers: Sequence[Retriever],
         *,
-        method: Method = "rrf",
+        method: FusionMethod = "rrf",
         weights: Sequence[float] | None = None,
         rrf_k: int = 60,
-        normalization: Normalization = "minmax",
+        normalization: ScoreNormalization = "minmax",
         depth: int = 100,
     ) -> None:
         if len(retrievers) < 2:

@@ -94,8 +94,3 @@ class InvertedIndex:
         indptr, indices, data = arrays
         m = sp.csr_matrix((data, indices, indptr), shape=shape, copy=False)
         return cls(m)
-
-    @staticmethod
-    def disk_bytes(directory: Path) -> int:
-        """Bytes the saved postings take."""
-        return sum((directory / f"postings.{n}.npy").stat().st_size for n in _ARRAYS)

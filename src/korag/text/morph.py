@@ -112,10 +112,6 @@ class KiwiTokenizer(_MorphTokenizer):
             results = tqdm(results, total=len(texts), desc="tokenize (kiwi)", unit="text")
         return [self._select((t.form, t.tag) for t in toks) for toks in results]
 
-    def split_sentences(self, text: str) -> list[tuple[int, int]]:
-        """(start, end) character offsets of the sentences of `text`."""
-        return [(s.start, s.end) for s in self.kiwi.split_into_sents(text)]
-
     def config(self) -> dict[str, Any]:
         """Settings that rebuild this tokenizer."""
         return {**super().config(), "model_type": self.model_type, "num_workers": self.num_workers}

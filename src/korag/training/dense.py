@@ -50,7 +50,7 @@ from korag.training.fit import (
     set_dropout_,
 )
 
-__all__ = ["DenseTrainConfig", "DenseTrainResult", "merge_lora_", "set_dropout_", "train_dense"]
+__all__ = ["DenseTrainConfig", "merge_lora_", "set_dropout_", "train_dense"]
 
 
 class DenseTrainConfig(TrainConfigBase):
@@ -61,9 +61,6 @@ class DenseTrainConfig(TrainConfigBase):
     mini_batch_size: int = Field(8, gt=0, description="GradCache mini-batch for cached-mnrl")
     query_prefix: str | None = None
     passage_prefix: str | None = None
-
-
-DenseTrainResult = TrainResult
 
 
 def train_dense(
@@ -109,7 +106,7 @@ def train_dense(
         from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
 
         evaluator = ir_evaluator(InformationRetrievalEvaluator, data.dev, config, qp, pp)
-    trainer, seconds, pairs_per_second, metrics, last = run_trainer(
+    trained = run_trainer(
         trainer_cls=SentenceTransformerTrainer,
         args_cls=SentenceTransformerTrainingArguments,
         model=model,
@@ -129,19 +126,7 @@ def train_dense(
         adapter_dir = save_model(model, out / "adapter")
         merge_lora_(model[0].auto_model)
     model_dir = save_model(model, out / "model")
-    result = TrainResult(
-        output=out,
-        model_dir=model_dir,
-        adapter_dir=adapter_dir,
-        train_pairs=len(data.pairs),
-        dev_queries=len(data.dev.queries),
-        metrics=metrics,
-        train_seconds=seconds,
-        pairs_per_second=pairs_per_second,
-        global_step=trainer.state.global_step,
-        resumed_from=Path(last).name if last else None,
-    )
-    return finish(result, config, trainer)
+    return finish(trained, config, data, out, model_dir, adapter_dir)
 
 
 def check_config(config: DenseTrainConfig) -> None:

@@ -84,6 +84,18 @@ class TrainResult:
 
 
 @dataclass
+class Trained:
+    """What `run_trainer` hands back: the trainer, wall time, speed, final dev metrics and the
+    checkpoint the run resumed from."""
+
+    trainer: Any
+    seconds: float
+    pairs_per_second: float
+    metrics: dict[str, float]
+    resumed_from: str | None
+
+
+@dataclass
 class PreparedPairs:
     """Training pairs and the held-out queries that select the best checkpoint."""
 
@@ -255,9 +267,8 @@ def run_trainer(
     show_progress: bool,
     extra_args: dict[str, Any] | None = None,
     extra_callbacks: list | None = None,
-) -> tuple[Any, float, float, dict[str, float], str | None]:
-    """Train with checkpoints, TensorBoard and resumption; returns
-    (trainer, seconds, pairs per second, final dev metrics, checkpoint resumed from)."""
+) -> Trained:
+    """Train with checkpoints, TensorBoard and resumption; then the final dev metrics."""
     from datasets import Dataset
     from sentence_transformers.base.sampler import BatchSamplers
     from torch.utils.tensorboard import SummaryWriter
@@ -327,7 +338,7 @@ def run_trainer(
             writer.add_scalar(f"final/{k}", v, trainer.state.global_step)
     writer.close()
     samples = float(train_output.metrics.get("train_samples_per_second", 0.0))
-    return trainer, seconds, samples, metrics, last
+    return Trained(trainer, seconds, samples, metrics, last)
 
 
 def save_model(model, directory: Path, save: Callable[[Any, str], None] | None = None) -> Path:
@@ -337,12 +348,32 @@ def save_model(model, directory: Path, save: Callable[[Any, str], None] | None =
     return directory
 
 
-def finish(result: TrainResult, config: TrainConfigBase, trainer) -> TrainResult:
-    """Record the run in ``training.json`` and drop checkpoints unless asked to keep them."""
+def finish(
+    trained: Trained,
+    config: TrainConfigBase,
+    data: PreparedPairs,
+    output: Path,
+    model_dir: Path,
+    adapter_dir: Path | None,
+    extra: dict[str, Any] | None = None,
+) -> TrainResult:
+    """The run's result, recorded in ``training.json``; checkpoints dropped unless asked to keep them."""
     import torch
 
-    result.best_checkpoint = (
-        Path(trainer.state.best_model_checkpoint).name if trainer.state.best_model_checkpoint else None
+    state = trained.trainer.state
+    result = TrainResult(
+        output=output,
+        model_dir=model_dir,
+        adapter_dir=adapter_dir,
+        train_pairs=len(data.pairs),
+        dev_queries=len(data.dev.queries),
+        metrics=trained.metrics,
+        train_seconds=trained.seconds,
+        pairs_per_second=trained.pairs_per_second,
+        global_step=state.global_step,
+        resumed_from=Path(trained.resumed_from).name if trained.resumed_from else None,
+        best_checkpoint=Path(state.best_model_checkpoint).name if state.best_model_checkpoint else None,
+        extra=extra or {},
     )
     info = {**asdict(result), "config": config.model_dump(), "korag_version": __version__, "torch": torch.__version__}
     atomic.write_json(result.output / "training.json", json.loads(json.dumps(info, default=str)))

@@ -102,9 +102,9 @@ def teacher_margins(pairs: list[TrainingPair], teacher: str, rs: RetrievalSet, m
 
         dense = DenseRetriever(teacher, max_seq_length=max_seq_length)
         q = dense.encode_queries([p.query for p in pairs])
-        cols = [dense.encode_passages([p.positive for p in pairs])]
+        cols = [dense.encode_documents([p.positive for p in pairs])]
         for j in range(len(pairs[0].negatives)):
-            cols.append(dense.encode_passages([p.negatives[j] for p in pairs]))
+            cols.append(dense.encode_documents([p.negatives[j] for p in pairs]))
         scores = np.stack([(q * c).sum(1) for c in cols], axis=1)
     return (scores[:, :1] - scores[:, 1:]).astype(np.float32)
 
@@ -158,7 +158,7 @@ def train_sparse(
         if len(data.dev.queries)
         else None
     )
-    trainer, seconds, pairs_per_second, metrics, last = run_trainer(
+    trained = run_trainer(
         trainer_cls=SparseEncoderTrainer,
         args_cls=SparseEncoderTrainingArguments,
         model=model,
@@ -182,25 +182,14 @@ def train_sparse(
         adapter_dir = save_model(hf, out / "adapter", lambda m, p: m.save_pretrained(p))
         merge_lora_(hf)
     lambda_d, lambda_q = config.regularizers()
-    result = TrainResult(
-        output=out,
-        model_dir=save_model(model, out / "model", save_sparse_encoder),
-        adapter_dir=adapter_dir,
-        train_pairs=len(data.pairs),
-        dev_queries=len(data.dev.queries),
-        metrics=metrics,
-        train_seconds=seconds,
-        pairs_per_second=pairs_per_second,
-        global_step=trainer.state.global_step,
-        resumed_from=Path(last).name if last else None,
-        extra={
-            "output_vocabulary": len(output_ids) if output_ids is not None else None,
-            "regularizers": {"document": lambda_d, "query": lambda_q},
-            "mlm_warmup": asdict(warmup) if warmup else None,
-            "expansion_bias_shift": shift,
-        },
-    )
-    return finish(result, config, trainer)
+    extra = {
+        "output_vocabulary": len(output_ids) if output_ids is not None else None,
+        "regularizers": {"document": lambda_d, "query": lambda_q},
+        "mlm_warmup": asdict(warmup) if warmup else None,
+        "expansion_bias_shift": shift,
+    }
+    model_dir = save_model(model, out / "model", save_sparse_encoder)
+    return finish(trained, config, data, out, model_dir, adapter_dir, extra)
 
 
 def _build_model(config: SparseTrainConfig, texts: list[str], queries: list[str], show_progress: bool):

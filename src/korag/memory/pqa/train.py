@@ -74,7 +74,7 @@ def write_documents(
     if config.pqa.memory == "encoder":
         if not config.encoder:
             raise ConfigError("memory='encoder' (xRAG) needs an encoder")
-        vectors = load_query_encoder(config.encoder).encode_passages(docs, show_progress=show_progress)
+        vectors = load_query_encoder(config.encoder).encode_documents(docs, show_progress=show_progress)
         if vectors.shape[1] != config.pqa.z_dim:
             raise ConfigError(f"memory='encoder': z_dim must be the encoder's width ({vectors.shape[1]})")
     model = build_pqa(config.base, config.pqa, len(docs), device=device, encoder_vectors=vectors)

@@ -38,6 +38,7 @@ from korag.pipeline.flows.common import (
     data_params,
     has_queries,
     report_params,
+    write_flow_report,
 )
 from korag.pipeline.stage import Stage, StageContext, Task
 from korag.retrieval.bm25 import METHODS
@@ -234,7 +235,7 @@ def run_evaluate(ctx: StageContext) -> dict[str, Any]:
 
 def run_report(ctx: StageContext) -> dict[str, Any]:
     """Gather every run's settings, metrics and timings into report.md / .png / .json."""
-    from korag.eval.report import RunSummary, write_report
+    from korag.eval.report import RunSummary
 
     p = ctx.params
     evals = ctx.inputs_named("eval")
@@ -261,16 +262,7 @@ def run_report(ctx: StageContext) -> dict[str, Any]:
             f'- {name}: `{a.path}`\n\n  ```\n  korag search {a.path} "질문" -k 5\n  ```' for name, a in indexes.items()
         ]
         sections["Search the index"] = "\n".join(search)
-    sections["Reproduce"] = "```\n" + p.get("command", "korag run") + "\n```"
-    paths = write_report(
-        ctx.out,
-        title=p["title"],
-        runs=runs,
-        metrics=p["metrics"],
-        plot=p["plot"],
-        sections=sections,
-        sort_by=p.get("sort_by"),
-    )
+    paths = write_flow_report(ctx, runs, sections)
     best = max(runs, key=lambda r: r.metrics.get(p.get("sort_by") or "", float("-inf"))) if evals else None
     return {
         "runs": len(runs),

@@ -4,11 +4,12 @@ parameters of the load and report tasks."""
 from __future__ import annotations
 
 import shlex
+from collections.abc import Iterable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 
 from korag import atomic
 from korag.data.chunk import ChunkConfig
@@ -86,6 +87,13 @@ class RecipeBase(StrictModel):
         return command or f"korag run {shlex.quote(self.name)}"
 
 
+def refuse_flow_settings(config: BaseModel, owned: Iterable[str], why: str) -> None:
+    """A recipe may not set what its flow decides: a `ValueError` naming the fields and `why`."""
+    clash = sorted(config.model_fields_set & set(owned))
+    if clash:
+        raise ValueError(f"{', '.join(clash)}: {why}, not by a recipe")
+
+
 def data_params(recipe: RecipeBase) -> dict[str, Any]:
     """Parameters of the load task, including a fingerprint of the data's content."""
     from korag.data.sample import sample_fingerprint
@@ -121,6 +129,24 @@ def report_params(recipe: Any, settings: dict[str, dict[str, Any]], command: str
         "runs": settings,
         "command": recipe.command(command),
     }
+
+
+def write_flow_report(ctx: StageContext, runs: list, sections: dict[str, str]) -> dict:
+    """Write a comparison report with the parameters `report_params` gave the task, a
+    "Reproduce" section last; returns the written paths by kind (md, png, json)."""
+    from korag.eval.report import write_report
+
+    p = ctx.params
+    sections = {**sections, "Reproduce": "```\n" + p.get("command", "korag run") + "\n```"}
+    return write_report(
+        ctx.out,
+        title=p["title"],
+        runs=runs,
+        metrics=p["metrics"],
+        plot=p["plot"],
+        sections=sections,
+        sort_by=p.get("sort_by"),
+    )
 
 
 def run_load(ctx: StageContext) -> dict[str, Any]:

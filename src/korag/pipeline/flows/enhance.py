@@ -33,6 +33,7 @@ from korag.pipeline.flows.common import (
     base_model_task,
     check_task_names,
     data_params,
+    refuse_flow_settings,
     report_params,
 )
 from korag.pipeline.stage import Task
@@ -131,9 +132,7 @@ class EnhanceRecipe(RecipeBase):
     @field_validator("train")
     @classmethod
     def _flow_settings(cls, v: DenseTrainConfig) -> DenseTrainConfig:
-        owned = sorted(v.model_fields_set & set(FLOW_SETTINGS))
-        if owned:
-            raise ValueError(f"{', '.join(owned)}: set by the enhance flow ({FLOW_SETTINGS}), not by a recipe")
+        refuse_flow_settings(v, FLOW_SETTINGS, f"set by the enhance flow ({FLOW_SETTINGS})")
         return v
 
     @model_validator(mode="after")
@@ -199,7 +198,7 @@ class EnhanceRecipe(RecipeBase):
             tasks.append(Task("dense-eval/zero-shot", st.DENSE_EVAL, eval_params, inputs))
             report_inputs["eval:zero-shot"] = "dense-eval/zero-shot"
             settings["zero-shot"] = {"training": "none"}
-        train = {**self.train.model_dump(exclude={"base"}), **FLOW_SETTINGS}
+        train = {**self.train.model_dump(mode="json", exclude={"base"}), **FLOW_SETTINGS}
         for name, run in self.runs.items():
             inputs = {"split": "split", "base": "base-model"}
             if "synthetic" in run.sources:

@@ -15,7 +15,7 @@ from korag.data.schema import QASet, RetrievalSet
 from korag.data.synthetic import SyntheticSet
 from korag.errors import DataError
 from korag.eval.ir import evaluate_ranking
-from korag.eval.report import RunSummary, write_report
+from korag.eval.report import RunSummary
 from korag.pipeline.artifacts import (
     FILTER_REPORT_FILE,
     METRICS_FILE,
@@ -27,6 +27,7 @@ from korag.pipeline.artifacts import (
     SYNTHETIC_FILE,
     Kind,
 )
+from korag.pipeline.flows.common import write_flow_report
 from korag.pipeline.stage import Stage, StageContext
 
 
@@ -273,16 +274,7 @@ def run_enhance_report(ctx: StageContext) -> dict[str, Any]:
         runs.append(RunSummary(label, settings, metrics, timings))
     reports = {n: a.read_json(FILTER_REPORT_FILE) for n, a in ctx.inputs_named("filter").items()}
     sections = {"Synthetic queries per filter step": _filter_table(reports)} if reports else {}
-    sections["Reproduce"] = "```\n" + p["command"] + "\n```"
-    paths = write_report(
-        ctx.out,
-        title=p["title"],
-        runs=runs,
-        metrics=p["metrics"],
-        plot=p["plot"],
-        sections=sections,
-        sort_by=p.get("sort_by"),
-    )
+    paths = write_flow_report(ctx, runs, sections)
     if reports:
         _filter_plot(reports, ctx.out / "filters.png")
     return {"runs": len(runs), "files": sorted(x.name for x in paths.values())}

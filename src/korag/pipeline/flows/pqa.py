@@ -29,7 +29,7 @@ from pydantic import Field, field_validator, model_validator
 
 from korag.memory.pqa.config import PQAConfig, ReadConfig, WriteConfig
 from korag.pipeline.flows import pqa_stages as st
-from korag.pipeline.flows.common import LOAD, RecipeBase, base_model_task, data_params
+from korag.pipeline.flows.common import LOAD, RecipeBase, base_model_task, data_params, refuse_flow_settings
 from korag.pipeline.stage import Task
 from korag.util.config import StrictModel
 
@@ -101,10 +101,19 @@ class PQARecipe(RecipeBase):
     @field_validator("read")
     @classmethod
     def _flow_settings(cls, v: ReadConfig) -> ReadConfig:
-        owned = sorted(v.model_fields_set & set(FLOW_READ_SETTINGS))
-        if owned:
-            raise ValueError(f"{', '.join(owned)}: decided by the pqa flow (the write phase's model and encoder)")
+        refuse_flow_settings(v, FLOW_READ_SETTINGS, "decided by the pqa flow (the write phase's model and encoder)")
         return v
+
+    @model_validator(mode="after")
+    def _one_seed(self) -> PQARecipe:
+        for key in ("seed", "device"):
+            if getattr(self, key) is not None:
+                phases = [p for p in ("write", "read") if key in getattr(self, p).model_fields_set]
+                if phases:
+                    raise ValueError(
+                        f"{key} is set for every phase; do not also set {', '.join(f'{p}.{key}' for p in phases)}"
+                    )
+        return self
 
     @field_validator("write")
     @classmethod
