@@ -34,7 +34,8 @@ from korag.eval.report import RunSummary, plot_metrics
 from korag.retrieval.bm25 import BM25Retriever
 from korag.retrieval.dense import DenseRetriever
 from korag.retrieval.fusion import fuse, tune_weights
-from korag.training.dense import DenseTrainConfig, train_dense
+from korag.training.config import DenseTrainConfig
+from korag.training.dense import train_dense
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "korquad" / "KorQuAD_v1.0_dev.json"

@@ -36,7 +36,8 @@ from korag.retrieval.bm25 import BM25Retriever
 from korag.retrieval.dense import DenseRetriever
 from korag.retrieval.fusion import fuse, tune_weights
 from korag.retrieval.sparse import SparseRetriever
-from korag.training.sparse import SparseTrainConfig, train_sparse
+from korag.training.config import SparseTrainConfig
+from korag.training.sparse import train_sparse
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "korquad" / "KorQuAD_v1.0_dev.json"

@@ -17,8 +17,7 @@ from pydantic import BaseModel
 from conftest import run_cli
 from korag.memory.clara.config import ClaraTrainConfig
 from korag.memory.pqa.config import ReadConfig, WriteConfig
-from korag.training.dense import DenseTrainConfig
-from korag.training.sparse import SparseTrainConfig
+from korag.training.config import DenseTrainConfig, SparseTrainConfig
 from korag.util.config import field_info, leaf_paths
 
 # A value for fields whose valid values the type alone does not give.

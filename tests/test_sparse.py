@@ -126,7 +126,8 @@ def _losses(output: Path) -> list[float]:
 
 @pytest.fixture(scope="module")
 def doc_only_model(tiny_encoder, tmp_path_factory):
-    from korag.training.sparse import SparseTrainConfig, train_sparse
+    from korag.training.config import SparseTrainConfig
+    from korag.training.sparse import train_sparse
 
     out = tmp_path_factory.mktemp("sparse") / "doc-only"
     cfg = SparseTrainConfig(
@@ -193,7 +194,8 @@ def test_sparse_index_saves_and_reloads(doc_only_model, tmp_path):
 
 def test_bi_encoder_without_expansion_trains(tiny_encoder, tmp_path):
     from korag.retrieval.sparse import SparseRetriever
-    from korag.training.sparse import SparseTrainConfig, train_sparse
+    from korag.training.config import SparseTrainConfig
+    from korag.training.sparse import train_sparse
 
     cfg = SparseTrainConfig(
         base=str(tiny_encoder),
@@ -222,7 +224,8 @@ def test_bi_encoder_without_expansion_trains(tiny_encoder, tmp_path):
 
 
 def test_sparse_config_errors(tiny_encoder, tmp_path):
-    from korag.training.sparse import SparseTrainConfig, train_sparse
+    from korag.training.config import SparseTrainConfig
+    from korag.training.sparse import train_sparse
 
     with pytest.raises(ConfigError, match="hard negative"):
         train_sparse(load_sample(), SparseTrainConfig(base=str(tiny_encoder), distill="margin-mse"), tmp_path / "x")

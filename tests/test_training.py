@@ -18,7 +18,8 @@ from korag.data.training import training_pairs
 from korag.errors import ConfigError, DataError
 from korag.models.lora import LoraSettings
 from korag.training.callbacks import GradientStatsCallback
-from korag.training.dense import DenseTrainConfig, train_dense
+from korag.training.config import DenseTrainConfig
+from korag.training.dense import train_dense
 
 
 def _losses(output: Path) -> list[float]:
@@ -204,6 +205,8 @@ def test_train_dense_cli_resumes_after_a_kill(tiny_encoder, sample_beir, tmp_pat
         "seed=5",
     )
     assert res.returncode == 0, res.stderr[-2000:]
+    # long phases speak: an estimate after the first steps, and each held-out evaluation
+    assert "s/step, about" in res.stderr and "held-out evaluation:" in res.stderr
     info = json.loads((out / "training.json").read_text())
     assert info["resumed_from"] is not None and int(info["resumed_from"].split("-")[1]) >= killed_after
     steps_per_epoch = -(-info["train_pairs"] // 8)

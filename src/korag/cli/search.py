@@ -29,19 +29,26 @@ def index(
     k1: Annotated[float, typer.Option(help="BM25 k1")] = 1.5,
     b: Annotated[float, typer.Option(help="BM25 b")] = 0.75,
     method: Annotated[str, typer.Option(help="BM25 variant: lucene, robertson, atire, bm25l, bm25+")] = "lucene",
+    strict: Annotated[bool, typer.Option("--strict", help="stop at the first file that cannot be read")] = False,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Build a BM25 index over any loadable data and save it (with the passages, for results)."""
+    from korag.data.folder import LoadReport
     from korag.data.load import corpus_of, load
     from korag.retrieval.bm25 import BM25Retriever
 
     if output.exists() and any(output.iterdir()) and not overwrite:
         raise ConfigError(f"{output} exists and is not empty; pass --overwrite to replace it")
     r = BM25Retriever(tokenizer, k1=k1, b=b, method=method)  # settings checked before the data is read
-    corpus = corpus_of(load(data, show_progress=True))
+    report = LoadReport()
+    corpus = corpus_of(load(data, show_progress=True, strict=strict, report=report))
     r.index(corpus, show_progress=True)
     r.save(output, overwrite=overwrite)
     out.print(f"indexed {len(corpus):,} passages into {output}")
+    for _file, reason in report.skipped:
+        err.print(f"[yellow]skipped[/] {reason}")
+    if report.skipped:
+        err.print(f"{len(report.skipped)} file(s) skipped; --strict stops at the first instead")
 
 
 def search(

@@ -13,8 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from korag.cli.common import ConfigOpt, SetOpt, ShowConfigOpt, config_from, flag, out, require_extra
-from korag.training.dense import DenseTrainConfig
-from korag.training.sparse import SparseTrainConfig
+from korag.training.config import DenseTrainConfig, SparseTrainConfig
 
 app = typer.Typer(help="Train retrievers and memory models.", no_args_is_help=True)
 

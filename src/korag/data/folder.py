@@ -2,21 +2,44 @@
 
 Each file is read — and, with a `ChunkConfig`, cut into passages — in a worker process, since
 PDF parsing and Kiwi sentence splitting are CPU-bound. Files are visited in sorted order and
-results kept in that order, so the corpus is the same whatever the number of workers. The
-first bad file stops the load with a `DataError` naming it.
+results kept in that order, so the corpus is the same whatever the number of workers.
+
+A file korag cannot read (corrupt, encrypted or image-only PDF, not UTF-8, …) is skipped with its
+reason, logged and recorded in the `LoadReport`, and the rest of the folder loads: one bad file
+in a thousand must not stop an index. With ``strict=True`` the first bad file (in sorted order)
+stops the load with its `DataError` instead.
 """
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from korag.data.chunk import ChunkConfig, chunk_document
 from korag.data.schema import Corpus, Document
 from korag.errors import DataError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadReport:
+    """What a load skipped and why (one line per file), and warnings about what it read."""
+
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
+    warnings: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """One line: how many files were skipped (empty when none)."""
+        if not self.skipped:
+            return ""
+        return f"skipped {len(self.skipped)} file(s) korag could not read: " + "; ".join(r for _, r in self.skipped[:5])
+
 
 DOCUMENT_SUFFIXES = (".pdf", ".txt", ".md", ".markdown", ".html", ".htm", ".xhtml", ".jsonl")
 
@@ -71,9 +94,12 @@ def _with_pages(piece: Document, page_starts: list[int], length: int) -> Documen
     return Document(piece.id, piece.text, piece.title, meta)
 
 
-def _load_one(args: tuple[str, str, ChunkConfig | None]) -> list[Document]:
+def _load_one(args: tuple[str, str, ChunkConfig | None]) -> list[Document] | DataError:
     path, doc_id, chunk = args
-    return load_file(Path(path), doc_id, chunk)
+    try:
+        return load_file(Path(path), doc_id, chunk)
+    except DataError as exc:  # returned, not raised: the other files still load
+        return exc
 
 
 def read_folder(
@@ -83,8 +109,11 @@ def read_folder(
     workers: int | None = None,
     show_progress: bool = False,
     name: str | None = None,
+    strict: bool = False,
+    report: LoadReport | None = None,
 ) -> Corpus:
-    """Every supported file under `root` as documents (ids are paths relative to `root`)."""
+    """Every supported file under `root` as documents (ids are paths relative to `root`); files
+    that cannot be read are skipped and listed in `report` (or, `strict`, stop the load)."""
     base = Path(root)
     if not base.is_dir():
         raise DataError(base, "not a directory")
@@ -103,5 +132,16 @@ def read_folder(
         ctx = multiprocessing.get_context("forkserver" if os.name == "posix" else "spawn")
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
             results = list(tqdm(pool.map(_load_one, jobs, chunksize=1), **bar))
-    docs = [d for r in results for d in r]
+    docs: list[Document] = []
+    for (path, _, _), result in zip(jobs, results, strict=True):
+        if isinstance(result, DataError):
+            if strict:
+                raise result
+            log.warning("skipped %s", result)
+            if report is not None:
+                report.skipped.append((path, str(result)))
+            continue
+        docs.extend(result)
+    if not docs:
+        raise DataError(base, f"none of its {len(files)} file(s) could be read (the first: {results[0]})")
     return Corpus.from_documents(docs, name=name or base.name, source=str(base))

@@ -28,6 +28,15 @@ def read_hotpotqa(path: str | Path, *, name: str | None = None) -> QASet:
     root = load_json(src)
     if not isinstance(root, list):
         raise DataError(src, "expected a JSON list of questions (HotpotQA layout)")
+    first = root[0] if root else None
+    if not (isinstance(first, dict) and "context" in first and "question" in first):
+        keys = sorted(first)[:6] if isinstance(first, dict) else type(first).__name__
+        raise DataError(
+            src,
+            "not a format korag reads as JSON — tried HotpotQA (a top-level list of questions), but its first "
+            f"record has no 'question' and 'context' (it has {keys}); SQuAD and KorQuAD 1.0/2.x need a top-level "
+            "object with a 'data' list; a corpus of one object per line is JSONL (name it .jsonl); BEIR is a directory",
+        )
     return parse_hotpotqa(root, source=src, name=name or src.stem)
 
 

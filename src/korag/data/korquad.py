@@ -26,7 +26,14 @@ def read_korquad(path: str | Path, *, chunk: ChunkConfig | None = None, name: st
     src = Path(path)
     root = load_json(src)
     if not isinstance(root, dict) or not isinstance(root.get("data"), list):
-        raise DataError(src, "expected a JSON object with a 'data' list (KorQuAD layout)", field="data")
+        has = sorted(root)[:6] if isinstance(root, dict) else type(root).__name__
+        raise DataError(
+            src,
+            "expected a JSON object with a 'data' list (SQuAD / KorQuAD layout), found "
+            f"{'an object with keys ' + str(has) if isinstance(root, dict) else 'a ' + has}; HotpotQA is a top-level "
+            "list of questions; a corpus of one object per line is JSONL (name it .jsonl)",
+            field="data",
+        )
     name = name or str(root.get("version") or src.stem)
     first = root["data"][0] if root["data"] else {}
     if isinstance(first, dict) and "paragraphs" in first:

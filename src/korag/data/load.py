@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Literal
 
 from korag.data.chunk import ChunkConfig, chunk_corpus
+from korag.data.folder import LoadReport
 from korag.data.schema import Corpus, QASet, RetrievalSet
 from korag.errors import DataError
 
@@ -46,9 +47,12 @@ def load(
     chunk: ChunkConfig | None = None,
     workers: int | None = None,
     show_progress: bool = False,
+    strict: bool = False,
+    report: LoadReport | None = None,
 ) -> RetrievalSet | QASet | Corpus:
     """Read `path` as a QASet (SQuAD/KorQuAD, the sample), a RetrievalSet (BEIR) or a Corpus
-    (JSONL, PDF, text, folders). `chunk` cuts long documents into passages."""
+    (JSONL, PDF, text, folders). `chunk` cuts long documents into passages. In a folder, files
+    that cannot be read are skipped (listed in `report`) unless `strict`."""
     fmt = detect_format(path) if format == "auto" else format
     if fmt not in FORMATS:
         raise DataError(path, f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
@@ -75,7 +79,9 @@ def load(
     if fmt == "folder":
         from korag.data.folder import read_folder
 
-        return read_folder(path, chunk=chunk, workers=workers, show_progress=show_progress)
+        return read_folder(
+            path, chunk=chunk, workers=workers, show_progress=show_progress, strict=strict, report=report
+        )
     from korag.data.folder import load_file
 
     p = Path(path)

@@ -10,6 +10,7 @@ would add (checkpoints, schedules, logging) is a few lines here.
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import shutil
@@ -28,7 +29,10 @@ from korag.errors import ConfigError
 from korag.memory.config import LoopSettings
 from korag.models.tensors import load_state as load_tensors
 from korag.models.tensors import save_state as save_tensors
+from korag.util.log import time_estimate
 from korag.util.resume import check_resumable
+
+log = logging.getLogger(__name__)
 
 
 def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
@@ -97,6 +101,7 @@ def run_loop(
     total = settings.max_steps if settings.max_steps > 0 else math.ceil(per_epoch * settings.epochs)
     schedulers = [get_cosine_schedule_with_warmup(o, int(settings.warmup_ratio * total), total) for o in optimizers]
     step = _restore(last, load_state, optimizers, schedulers) if last is not None else 0
+    first, t1 = step, 0.0
     writer = SummaryWriter(str(output / "tensorboard"))
     history: list[dict[str, float]] = []
     t0 = time.perf_counter()
@@ -106,6 +111,10 @@ def run_loop(
         batch = epoch_batches(n_records, settings.batch_size, settings.seed, epoch)[pos]
         loss, parts = _step(step_loss, batch, optimizers, schedulers, clip, settings.max_grad_norm)
         step += 1
+        if step - first == 1:
+            t1 = time.perf_counter()  # the first step includes set-up: the estimate counts from the second
+        elif step - first == 4:
+            log.info("%s: %s", desc, time_estimate(3, total - first, time.perf_counter() - t1))
         record = {"step": step, "loss": loss.item(), "lr": schedulers[0].get_last_lr()[0], **parts}
         history.append(record)
         for k, v in record.items():

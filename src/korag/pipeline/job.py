@@ -45,6 +45,11 @@ class JobResult:
         """Lines a person needs after the run: where an index is and how to search it, when the
         recipe built indexes it did not evaluate."""
         lines = []
+        load = next((o for o in self.outcomes if o.task_id == "load" and o.status in ("ran", "cached")), None)
+        skipped = _metrics(load.path).get("skipped", []) if load else []
+        if skipped:
+            lines.append(f"[yellow]{len(skipped)} file(s) could not be read and were skipped:[/]")
+            lines += [f"  {reason}" for reason in skipped]
         for o in self.outcomes:
             if o.stage == "bm25-index" and o.status in ("ran", "cached") and not self._evaluated(o.task_id):
                 lines.append(f"Index {o.task_id}: {o.path}")
@@ -93,6 +98,13 @@ def run_job(
     store = ArtifactStore(workspace)
     outcomes = run_plan(tasks, store, only=only, show_progress=show_progress, on_event=on_event)
     return JobResult(parsed, store.root, outcomes)
+
+
+def _metrics(artifact_dir: Path) -> dict:
+    import json
+
+    manifest = artifact_dir / "manifest.json"
+    return json.loads(manifest.read_text(encoding="utf-8")).get("metrics", {}) if manifest.is_file() else {}
 
 
 @dataclass

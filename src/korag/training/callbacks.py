@@ -7,11 +7,39 @@ nothing useful; such gradients are skipped (and counted) instead of crashing the
 
 from __future__ import annotations
 
+import logging
 import math
 import re
+import time
 from collections.abc import Sequence
 
 from transformers import TrainerCallback
+
+from korag.util.log import time_estimate
+
+log = logging.getLogger(__name__)
+
+
+class TimeEstimateCallback(TrainerCallback):
+    """Log how long training will take once the first steps have run (the first step includes
+    set-up, so the estimate counts from the second)."""
+
+    def __init__(self, after: int = 3) -> None:
+        self.after = after
+        self.t0: float | None = None
+        self.first: int | None = None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.t0 is None:
+            self.t0, self.first = time.perf_counter(), state.global_step
+        elif state.global_step - self.first == self.after:
+            done = state.global_step - self.first
+            total = state.max_steps - self.first
+            log.info(
+                "training: %s (plus held-out evaluation every %s steps)",
+                time_estimate(done, total, time.perf_counter() - self.t0),
+                args.eval_steps if args.eval_strategy != "no" else "–",
+            )
 
 
 def select_parameters(model, patterns: Sequence[str]) -> list[tuple[str, object]]:

@@ -29,16 +29,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
-
-from pydantic import Field
 
 from korag.data.schema import QASet, RetrievalSet
 from korag.data.training import TrainingPair
 from korag.errors import ConfigError
 from korag.models.encoder import load_sentence_transformer, resolve_prefixes
+from korag.training.config import DenseTrainConfig
 from korag.training.fit import (
-    TrainConfigBase,
     TrainResult,
     finish,
     ir_evaluator,
@@ -51,16 +48,6 @@ from korag.training.fit import (
 )
 
 __all__ = ["DenseTrainConfig", "merge_lora_", "set_dropout_", "train_dense"]
-
-
-class DenseTrainConfig(TrainConfigBase):
-    """Settings of `train_dense` (and of `korag train dense`)."""
-
-    loss: Literal["mnrl", "cached-mnrl"] = "mnrl"
-    temperature: float = Field(0.01, gt=0, description="InfoNCE temperature; E5 was trained at 0.01")
-    mini_batch_size: int = Field(8, gt=0, description="GradCache mini-batch for cached-mnrl")
-    query_prefix: str | None = None
-    passage_prefix: str | None = None
 
 
 def train_dense(
@@ -105,7 +92,7 @@ def train_dense(
     if has_dev:
         from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
 
-        evaluator = ir_evaluator(InformationRetrievalEvaluator, data.dev, config, qp, pp)
+        evaluator = ir_evaluator(InformationRetrievalEvaluator, data.dev, config, qp, pp, show_progress=show_progress)
     trained = run_trainer(
         trainer_cls=SentenceTransformerTrainer,
         args_cls=SentenceTransformerTrainingArguments,

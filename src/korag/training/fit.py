@@ -12,57 +12,22 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
 
 from korag import __version__, atomic
 from korag.data.schema import QASet, RetrievalSet
 from korag.data.training import TrainingPair, as_retrieval_set, dev_corpus, split_queries, training_pairs
 from korag.errors import DataError
-from korag.models.lora import OptionalLora
+from korag.training.config import TrainConfigBase
 from korag.util.resume import check_resumable
 
-
-class TrainConfigBase(BaseModel):
-    """Settings every retriever trainer takes."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    base: str = Field(description="the model to start from: a directory (or a hub id when online)")
-    lora: OptionalLora = Field(None, description="train a LoRA adapter (merged at the end) instead of every weight")
-    epochs: float = Field(1.0, gt=0)
-    max_steps: int = -1
-    batch_size: int = Field(32, gt=1)
-    learning_rate: float | None = Field(None, gt=0, description="default depends on the trainer and LoRA")
-    warmup_ratio: float = Field(0.1, ge=0, lt=1)
-    weight_decay: float = 0.01
-    max_seq_length: int = Field(256, gt=8)
-    with_title: bool = True
-    hard_negatives: int = Field(0, ge=0, description="mined hard negatives per query")
-    negatives_from: Literal["bm25", "model"] = Field("bm25", description="mine with BM25 or the base model itself")
-    negative_ranks: tuple[int, int] = Field((2, 30), description="rank window [start, end) of mined negatives")
-    eval_fraction: float = Field(0.1, ge=0, lt=1)
-    eval_max_docs: int = Field(1000, gt=0)
-    eval_steps: int = Field(50, gt=0)
-    save_total_limit: int = Field(2, gt=0)
-    keep_checkpoints: bool = Field(True, description="keep checkpoints/ after a successful run (to continue later)")
-    logging_steps: int = Field(10, gt=0)
-    histogram_steps: int = Field(50, gt=0, description="gradient histograms every N steps")
-    histogram_layers: list[str] = Field(default_factory=lambda: [r"encoder\.layer\.(0|5|11)\.attention\.self\.query"])
-    seed: int = 42
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
-    dropout: float | None = Field(0.0, ge=0, lt=1, description="override every dropout of the model (None keeps it)")
-    device: str = "cpu"
-
-    def lr(self) -> float:
-        """The learning rate actually used."""
-        return self.learning_rate or (1e-4 if self.lora else 2e-5)
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -212,9 +177,11 @@ def ir_evaluator(
     corpus_prompt: str = "",
     *,
     bf16: bool = True,
+    show_progress: bool = True,
 ):
     """A sentence-transformers IR evaluator (dense or sparse class) over held-out queries and a
-    capped dev corpus, run under bf16 autocast where the CPU has it."""
+    capped dev corpus, run under bf16 autocast where the CPU has it. Each evaluation says what it
+    encodes and shows a progress bar: on a CPU it can take minutes, and silence looks like a hang."""
     import torch
 
     from korag.models.device import bf16_autocast, bf16_supported
@@ -225,6 +192,7 @@ def ir_evaluator(
     class _Evaluator(evaluator_cls):
         # evaluation encodes the whole dev corpus; bf16 autocast halves that on CPUs that have it
         def __call__(self, *args, **kwargs):
+            log.info("held-out evaluation: %d queries over %d documents", len(rs.queries), len(corpus))
             with torch.inference_mode(), bf16_autocast(autocast, config.device):
                 return super().__call__(*args, **kwargs)
 
@@ -242,6 +210,7 @@ def ir_evaluator(
         map_at_k=[100],
         batch_size=32,
         write_csv=False,
+        show_progress_bar=show_progress,
     )
 
 
@@ -275,7 +244,7 @@ def run_trainer(
     from transformers.integrations import TensorBoardCallback
     from transformers.trainer_utils import get_last_checkpoint
 
-    from korag.training.callbacks import GradientStatsCallback
+    from korag.training.callbacks import GradientStatsCallback, TimeEstimateCallback
 
     has_dev = evaluator is not None
     ckpt_dir = output / "checkpoints"
@@ -316,6 +285,7 @@ def run_trainer(
         evaluator=evaluator,
         callbacks=[
             TensorBoardCallback(tb_writer=writer),
+            TimeEstimateCallback(),
             GradientStatsCallback(
                 writer,
                 histogram_patterns=config.histogram_layers,

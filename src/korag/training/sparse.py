@@ -21,16 +21,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
-from pydantic import Field
 
 from korag.data.schema import QASet, RetrievalSet
 from korag.data.training import TrainingPair
 from korag.errors import ConfigError
+from korag.training.config import SparseTrainConfig
 from korag.training.fit import (
-    TrainConfigBase,
     TrainResult,
     finish,
     ir_evaluator,
@@ -43,40 +41,6 @@ from korag.training.fit import (
     use_bf16,
 )
 from korag.util.log import without_message
-
-
-class SparseTrainConfig(TrainConfigBase):
-    """Settings of `train_sparse` (and of `korag train sparse`)."""
-
-    mode: Literal["doc-only", "bi-encoder"] = "doc-only"
-    expansion: bool = Field(True, description="SPLADE expansion head; False weights the input's own tokens")
-    head_vocab: Literal["corpus", "full"] = Field(
-        "corpus", description="expansion output vocabulary: pieces seen in corpus and queries, or all"
-    )
-    mlm_warmup_steps: int = Field(200, ge=0, description="masked-LM warm-up of the expansion head (0: none)")
-    mlm_learning_rate: float = Field(2e-4, gt=0)
-    mlm_batch_size: int = Field(8, gt=0)
-    mlm_max_seq_length: int = Field(128, gt=8, description="warm-up windows (short: the head learns per token)")
-    head_learning_rate: float = Field(1e-3, gt=0, description="learning rate of the sparse head")
-    query_learning_rate: float = Field(1e-3, gt=0, description="doc-only: learning rate of the query weights")
-    document_regularizer: float | None = Field(None, ge=0, description="FLOPS λ_d (default 3e-4 doc-only, 1e-4 bi)")
-    query_regularizer: float | None = Field(None, ge=0, description="FLOPS λ_q, bi-encoder (default 1e-4)")
-    regularizer_warmup: float = Field(1 / 3, gt=0, le=1, description="share of steps over which λ grows (quadratic)")
-    document_l0_threshold: int | None = Field(None, ge=0, description="FLOPS only on vectors with more active dims")
-    scale: float = Field(1.0, gt=0, description="InfoNCE scale on sparse dot products")
-    distill: Literal["none", "margin-mse"] = "none"
-    teacher: str = Field("bm25", description="margin-mse teacher: 'bm25' or a dense model directory")
-
-    def lr(self) -> float:
-        """Learning rate of the transformer."""
-        return self.learning_rate or (1e-4 if self.lora else 2e-5)
-
-    def regularizers(self) -> tuple[float, float | None]:
-        """(λ_d, λ_q) actually used."""
-        if self.mode == "doc-only":
-            return (3e-4 if self.document_regularizer is None else self.document_regularizer), None
-        d = 1e-4 if self.document_regularizer is None else self.document_regularizer
-        return d, (1e-4 if self.query_regularizer is None else self.query_regularizer)
 
 
 def check_config(config: SparseTrainConfig) -> None:
@@ -154,7 +118,7 @@ def train_sparse(
         extra_args["router_mapping"] = {c: ("query" if c == "anchor" else "document") for c in columns if c != "label"}
     # torch has no bfloat16 sparse matmul, which the sparse evaluator scores with
     evaluator = (
-        ir_evaluator(SparseInformationRetrievalEvaluator, data.dev, config, bf16=False)
+        ir_evaluator(SparseInformationRetrievalEvaluator, data.dev, config, bf16=False, show_progress=show_progress)
         if len(data.dev.queries)
         else None
     )

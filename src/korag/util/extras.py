@@ -21,9 +21,16 @@ EXTRAS: dict[str, tuple[str, ...]] = {
 }
 
 
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a broken or hidden package is as good as absent
+        return False
+
+
 def missing(extra: str) -> list[str]:
     """The modules of `extra` that cannot be imported here."""
-    return [m for m in EXTRAS[extra] if importlib.util.find_spec(m) is None]
+    return [m for m in EXTRAS[extra] if not _importable(m)]
 
 
 def require_extra(extra: str, what: str) -> None:

@@ -43,3 +43,11 @@ def configure(verbosity: int = 0) -> None:
     korag_log.setLevel(level)
     korag_log.propagate = False
     logging.getLogger().setLevel(logging.DEBUG if verbosity > 0 else logging.WARNING)
+
+
+def time_estimate(done: int, total: int, seconds: float) -> str:
+    """ "3 of 75 steps in 12 s: ~4.0 s/step, about 5 min for all of them"."""
+    per = seconds / max(1, done)
+    left = per * total
+    span = f"{left / 60:.0f} min" if left >= 90 else f"{left:.0f} s"
+    return f"{done} of {total} steps in {seconds:.0f} s: ~{per:.1f} s/step, about {span} for all of them"

@@ -39,6 +39,7 @@ class DataSpec(StrictModel):
     split: str = "test"
     chunk: ChunkConfig | None = None
     max_queries: int | None = Field(None, gt=0, description="evaluate on the first N judged queries only")
+    strict: bool = Field(False, description="a folder: stop at the first file that cannot be read (else skip it)")
 
     @field_validator("format")
     @classmethod
@@ -107,6 +108,7 @@ def data_params(recipe: RecipeBase) -> dict[str, Any]:
         "split": d.split,
         "chunk": d.chunk.model_dump() if d.chunk else None,
         "max_queries": d.max_queries,
+        **({"strict": True} if d.strict else {}),  # absent when off: keys of existing loads stay
         "fingerprint": sample_fingerprint() if path == SAMPLE else fingerprint(path),
     }
 
@@ -151,13 +153,23 @@ def write_flow_report(ctx: StageContext, runs: list, sections: dict[str, str]) -
 
 def run_load(ctx: StageContext) -> dict[str, Any]:
     """Read the source, optionally keep the first N judged queries, store it."""
+    from korag.data.folder import LoadReport
     from korag.data.load import as_retrieval_set, corpus_of, load
     from korag.data.saved import save_dataset
     from korag.data.schema import QASet, RetrievalSet
 
     p = ctx.params
     chunk = ChunkConfig(**p["chunk"]) if p.get("chunk") else None
-    data = load(p["path"], format=p["format"], split=p["split"], chunk=chunk, show_progress=ctx.show_progress)
+    report = LoadReport()
+    data = load(
+        p["path"],
+        format=p["format"],
+        split=p["split"],
+        chunk=chunk,
+        show_progress=ctx.show_progress,
+        strict=p.get("strict", False),
+        report=report,
+    )
     if p.get("max_queries"):
         n = p["max_queries"]
         if isinstance(data, QASet):
@@ -173,6 +185,8 @@ def run_load(ctx: StageContext) -> dict[str, Any]:
         "documents": len(corpus_of(data)),
         "queries": len(rs.queries) if rs else 0,
         "judgements": rs.qrels.num_pairs() if rs else 0,
+        "skipped_files": len(report.skipped),
+        "skipped": [reason for _, reason in report.skipped],
     }
 
 

@@ -39,7 +39,7 @@ from korag.pipeline.flows.common import (
 from korag.pipeline.stage import Task
 from korag.synth.filters import FILTER_ORDER, FilterConfig
 from korag.synth.prompts import QueryPrompt
-from korag.training.dense import DenseTrainConfig
+from korag.training.config import DenseTrainConfig
 from korag.util.config import StrictModel
 
 SOURCES = ("human", "synthetic")

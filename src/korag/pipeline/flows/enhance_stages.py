@@ -153,7 +153,8 @@ def run_train(ctx: StageContext) -> dict[str, Any]:
     """Fine-tune the base encoder on human pairs, synthetic pairs or both (no dev split: the
     label-free run has no human labels to select with, and every run is treated alike)."""
     from korag.data.schema import Qrels, Queries
-    from korag.training.dense import DenseTrainConfig, train_dense
+    from korag.training.config import DenseTrainConfig
+    from korag.training.dense import train_dense
 
     sources = ctx.params["sources"]
     train, _, _ = _split_sets(ctx)
