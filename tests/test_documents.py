@@ -107,11 +107,19 @@ def test_folder_loading_is_parallel_and_deterministic(tmp_path):
 
 
 def test_folder_with_a_bad_file_names_it(tmp_path):
+    from korag.data.folder import LoadReport
+
     root = make_folder(tmp_path / "docs")
+    whole = read_folder(root, workers=2)
     (root / "bad.pdf").write_bytes(b"%PDF-1.4 garbage")
     with pytest.raises(DataError, match=r"bad\.pdf"):
-        read_folder(root, workers=2)
+        read_folder(root, workers=2, strict=True)
     (root / "bad.pdf").unlink()
     (root / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
     with pytest.raises(DataError, match=r"latin1.txt: line 1: not valid UTF-8"):
-        read_folder(root, workers=2)
+        read_folder(root, workers=2, strict=True)
+    # by default the file is skipped, named with its reason, and the rest loads unchanged
+    report = LoadReport()
+    corpus = read_folder(root, workers=2, report=report)
+    assert corpus.ids == whole.ids and len(report.skipped) == 1
+    assert report.skipped[0][0].endswith("latin1.txt") and "not valid UTF-8" in report.skipped[0][1]
