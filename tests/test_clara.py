@@ -494,7 +494,7 @@ def test_questions_file_errors_name_line_and_field(tmp_path):
 
     path = tmp_path / "q.jsonl"
     for record, message in [
-        ({"question": "q"}, "line 1: no reference answer"),
+        ({"question": "q"}, "line 1: field 'answers': no reference answer"),
         ({"question": "", "answer": "a"}, "field 'question': is empty"),
         ({"question": "q", "answers": [1]}, "field 'answers': expected a string or a list"),
         ({"question": "q", "answers": [" "]}, "field 'answers': has no non-empty answer"),

@@ -1,7 +1,7 @@
 """The `korag` command. Thin: each command parses options, calls a library function, renders.
 
-One module per command group (`run`, `data`, `search`, `evaluate`, `train`, `memory`,
-`models`, `synth`, `lexicon`); what they share is `korag.cli.common`. Errors caused by input or
+One module per command group (`run`, `data`, `search`, `collections`, `evaluate`, `train`,
+`memory`, `models`, `synth`, `lexicon`); what they share is `korag.cli.common`. Errors caused by input or
 configuration (`KoragError`) print as one line on stderr and exit 2; ``--debug`` (anywhere on the
 command line, or KORAG_DEBUG=1) shows the traceback instead.
 
@@ -21,7 +21,7 @@ import typer
 from rich.markup import escape
 
 from korag import __version__
-from korag.cli import data, evaluate, lexicon, memory, models, run, search, synth, train
+from korag.cli import collections, data, evaluate, lexicon, memory, models, run, search, synth, train
 from korag.cli.common import err, out
 from korag.errors import KoragError
 
@@ -63,6 +63,7 @@ def _root(
 
 run.register(app)
 search.register(app)
+collections.register(app)
 app.add_typer(data.app, name="data")
 app.add_typer(evaluate.app, name="eval")
 app.add_typer(train.app, name="train")

@@ -77,6 +77,16 @@ def config_from(
     return settings
 
 
+def print_load_report(report) -> None:
+    """What a load skipped (one line per file) and warned about, on stderr."""
+    from rich.markup import escape
+
+    for file, reason in report.skipped:
+        err.print(f"[yellow]skipped[/] {escape(reason if reason.startswith(file) else f'{file}: {reason}')}")
+    for warning in report.warnings:
+        err.print(f"[yellow]warning[/] {escape(warning)}")
+
+
 def check_k(k: int, name: str = "--k") -> int:
     """A result count: at least 1."""
     if k < 1:

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from korag import atomic
-from korag.cli.common import OverwriteOpt, out
+from korag.cli.common import OverwriteOpt, out, print_load_report
 from korag.errors import ConfigError
 from korag.text.tokenize import DEFAULT_TOKENIZER
 
@@ -34,10 +34,15 @@ def data_stats(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="also write the statistics as JSON")] = None,
 ) -> None:
     """Counts, length distributions, questions per passage, answer lengths and vocabulary size."""
+    from korag.data.folder import LoadReport
     from korag.data.load import load
-    from korag.data.stats import compute_stats, render_stats
+    from korag.data.stats import add_load_report, compute_stats, render_stats
 
-    stats = compute_stats(load(path, format=format, split=split, show_progress=True), tokenizer, show_progress=True)
+    report = LoadReport()
+    data = load(path, format=format, split=split, show_progress=True, report=report)
+    stats = compute_stats(data, tokenizer, show_progress=True)
+    add_load_report(stats, report)
+    print_load_report(report)
     for table in render_stats(stats):
         out.print(table)
     if output:
@@ -59,10 +64,13 @@ def data_convert(
     """Convert data to another layout — e.g. KorQuAD to a BEIR paragraph-retrieval task, whole or
     split by article into train and test questions (both searched against the whole corpus)."""
     from korag.data.beir import write_beir
+    from korag.data.folder import LoadReport
     from korag.data.load import load
     from korag.data.schema import Corpus, QASet, Qrels, Queries, RetrievalSet
 
-    data = load(path, format=format, show_progress=True)
+    report = LoadReport()
+    data = load(path, format=format, show_progress=True, report=report)
+    print_load_report(report)
     answers = None
     splits = None
     if split_by is not None:

@@ -8,16 +8,30 @@ from typing import Annotated
 import typer
 
 from korag import atomic
-from korag.cli.common import check_k, out
+from korag.cli.common import check_k, flag, out
+from korag.collections.ask import AskSettings
 from korag.errors import ConfigError, DataError
 from korag.text.tokenize import DEFAULT_TOKENIZER
 
 app = typer.Typer(help="Evaluate retrievers and readers.", no_args_is_help=True)
 
 
+CorpusOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--corpus",
+        help="your documents (files, folders, or a collection name; repeatable): DATA is then a questions "
+        "JSONL (question, answers) and a passage counts when it contains an answer",
+    ),
+]
+HomeOpt = Annotated[Path | None, typer.Option("--home", help="where named collections live")]
+
+
 @app.command("retrieval")
 def eval_retrieval(
     data_dir: Annotated[str, typer.Argument(help="BEIR-layout directory (or any loadable QA data)")],
+    corpus: CorpusOpt = None,
+    home: HomeOpt = None,
     retriever: Annotated[str, typer.Option(help="bm25 | dense | sparse | hybrid")] = "bm25",
     model: Annotated[
         str | None, typer.Option(help="dense model (sparse model with --retriever sparse): a directory or hub id")
@@ -54,7 +68,8 @@ def eval_retrieval(
     ] = None,
     expansion_weight: Annotated[float, typer.Option(help="weight of expanded terms relative to the query")] = 0.5,
 ) -> None:
-    """Index the corpus, search the split's queries, print and save MRR/nDCG/Recall and timings."""
+    """Index the corpus, search the split's queries, print and save MRR/nDCG/Recall and timings.
+    With --corpus: answer recall@k and MRR of your own documents for a questions file."""
     from korag.data.load import as_retrieval_set, load
     from korag.eval.ir import DEFAULT_METRICS
     from korag.eval.tables import metric_table
@@ -64,6 +79,11 @@ def eval_retrieval(
     check_k(k)
     member_list = [m.strip() for m in members.split(",")] if members else None
     check_models(retriever, model=model, sparse_model=sparse_model, members=member_list)  # before any data is read
+    if corpus:
+        cfg = _collection_config(model, sparse_model, tokenizer, k1, b, fusion, weights)
+        _eval_own_retrieval(Path(data_dir), corpus, cfg, retriever, k, home, output)
+        return
+    _refuse_questions_without_corpus(data_dir)
     dataset = as_retrieval_set(load(data_dir, split=split, show_progress=True))
     if dataset is None or not len(dataset.qrels):
         raise DataError(data_dir, "has no queries with judgements to evaluate")
@@ -111,4 +131,99 @@ def eval_retrieval(
             extra["sparse_efficiency"] = efficiency[0] if len(efficiency) == 1 else efficiency
         payload = result.to_json(retriever=described, data={"path": str(data_dir), "split": split}, k=k, **extra)
         atomic.write_json(output, payload)
+        out.print(f"wrote {output}")
+
+
+def _refuse_questions_without_corpus(data: str) -> None:
+    """A questions file given as data: say what it needs instead of failing on a missing field."""
+    from korag.data.questions import looks_like_questions
+
+    if looks_like_questions(data):
+        raise ConfigError(
+            f"{data} holds questions with answers; say where to look for them: --corpus FILES_OR_FOLDERS "
+            "(or a collection name)"
+        )
+
+
+def _collection_config(model, sparse_model, tokenizer, k1, b, fusion, weights):
+    """A collection's settings from the retriever flags (for evaluating files not yet in one)."""
+    from korag.collections.config import CollectionConfig
+
+    raw: dict = {"name": "eval", "bm25": {"tokenizer": tokenizer, "k1": k1, "b": b}, "fusion": {"method": fusion}}
+    if model:
+        raw["dense"] = {"model": model}
+    if sparse_model:
+        raw["sparse"] = {"model": sparse_model}
+    if weights:
+        raw["fusion"]["weights"] = [float(w) for w in weights.split(",")]
+    return CollectionConfig.model_validate(raw)
+
+
+def _eval_own_retrieval(questions_path: Path, sources, cfg, retriever, k, home, output) -> None:
+    from korag.cli.common import print_load_report
+    from korag.collections.evaluate import DEFAULT_KS, corpus_collection, evaluate_retrieval
+    from korag.data.questions import read_questions_jsonl
+    from korag.eval.tables import metric_table
+
+    questions = read_questions_jsonl(questions_path)  # a bad question file stops before any indexing
+    with corpus_collection(sources, cfg, home=home, show_progress=True) as (coll, report):
+        if report is not None:
+            print_load_report(report)
+        result = evaluate_retrieval(coll, questions, retriever=retriever, k=k, ks=DEFAULT_KS)
+    title = (
+        f"{result['retriever']} on {', '.join(sources)}: {result['questions']} questions, "
+        f"a passage counts when it contains an answer"
+    )
+    out.print(metric_table(title, result["metrics"], {"search_seconds": result["search_seconds"]}))
+    if result["missed"]:
+        shown = ", ".join(result["missed"][:10]) + (" …" if len(result["missed"]) > 10 else "")
+        out.print(f"{len(result['missed'])} question(s) with no answer in the top {k}: {shown}")
+    if output:
+        atomic.write_json(output, {**result, "questions_file": str(questions_path), "corpus": list(sources)})
+        out.print(f"wrote {output}")
+
+
+@app.command("qa")
+def eval_qa(
+    questions: Annotated[Path, typer.Argument(help="questions JSONL: question, answers (and an optional id)")],
+    corpus: Annotated[
+        list[str], typer.Option("--corpus", help="your documents: files, folders, or a collection name (repeatable)")
+    ],
+    reader: flag(str, AskSettings, "reader", "--reader") = None,
+    k: flag(int, AskSettings, "k", "--k", "-k") = None,
+    retriever: flag(str, AskSettings, "retriever", "--retriever") = None,
+    style: flag(str, AskSettings, "style", "--style") = None,
+    max_tokens: flag(int, AskSettings, "max_tokens", "--max-tokens") = None,
+    model_name: flag(str, AskSettings, "model_name", "--model-name") = None,
+    model: Annotated[str | None, typer.Option(help="files: also index with this dense model (e.g. e5-small)")] = None,
+    closed_book: Annotated[bool, typer.Option(help="also answer without passages, for comparison")] = True,
+    limit: Annotated[int | None, typer.Option(help="the first N questions")] = None,
+    home: HomeOpt = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="write the rows (with answers) as JSON")] = None,
+) -> None:
+    """EM/F1 of `korag ask` over your documents, next to the same reader closed-book."""
+    from korag.cli.common import config_from, print_load_report, require_extra
+    from korag.collections.evaluate import corpus_collection, evaluate_ask
+    from korag.data.questions import read_questions_jsonl
+    from korag.eval.comparison import rows_to_json
+    from korag.eval.tables import qa_table
+
+    flags = {"reader": reader, "k": k, "retriever": retriever, "style": style, "max_tokens": max_tokens}
+    settings = config_from(AskSettings, flags={**flags, "model_name": model_name})
+    if not settings.reader.startswith(("http://", "https://")):
+        require_extra("memory" if settings.reader.startswith("clara:") else "llm", "korag eval qa")
+    asked = read_questions_jsonl(questions)[:limit]
+    cfg = _collection_config(model, None, DEFAULT_TOKENIZER, 1.5, 0.75, "rrf", None)
+    with corpus_collection(corpus, cfg, home=home, show_progress=True) as (coll, report):
+        if report is not None:
+            print_load_report(report)
+        chosen = coll.reader(
+            settings.reader, style=settings.style, max_tokens=settings.max_tokens, model_name=settings.model_name
+        )
+        rows = evaluate_ask(
+            coll, asked, chosen, k=settings.k, retriever=settings.retriever, closed_book=closed_book, show_progress=True
+        )
+    out.print(qa_table(f"ask with {settings.reader} on {', '.join(corpus)} ({len(asked)} questions)", rows))
+    if output:
+        atomic.write_json(output, rows_to_json(rows))
         out.print(f"wrote {output}")

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from korag.cli.common import OverwriteOpt, check_k, err, out
+from korag.cli.common import OverwriteOpt, check_k, err, out, print_load_report
 from korag.errors import ConfigError
 from korag.text.tokenize import DEFAULT_TOKENIZER
 
@@ -45,32 +45,45 @@ def index(
     r.index(corpus, show_progress=True)
     r.save(output, overwrite=overwrite)
     out.print(f"indexed {len(corpus):,} passages into {output}")
-    for _file, reason in report.skipped:
-        err.print(f"[yellow]skipped[/] {reason}")
+    print_load_report(report)
     if report.skipped:
         err.print(f"{len(report.skipped)} file(s) skipped; --strict stops at the first instead")
 
 
 def search(
-    index_dir: Annotated[Path, typer.Argument(help="a saved index (korag index, or a bm25-index artifact)")],
+    index_dir: Annotated[
+        str, typer.Argument(help="a saved index (korag index, a bm25-index artifact) or a collection name")
+    ],
     query: Annotated[list[str], typer.Argument(help="one or more queries")],
     k: KOpt = 5,
     data: Annotated[str | None, typer.Option(help="the indexed data, for indexes saved without passages")] = None,
+    retriever: Annotated[
+        str | None, typer.Option(help="collections: bm25 | dense | sparse | hybrid [default: the collection's]")
+    ] = None,
+    home: Annotated[Path | None, typer.Option("--home", help="where named collections live")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the results as JSON")] = False,
 ) -> None:
-    """Search a saved index and print the top-k passages per query."""
+    """Search a saved index or a collection and print the top-k passages per query, with their
+    file and pages."""
+    from korag.collections.store import CONFIG_FILE, Collection, collection_path
     from korag.pipeline.artifacts import open_index_dir
     from korag.retrieval.base import load_retriever
     from korag.retrieval.hits import ranking_hits
 
     check_k(k)
-    r = load_retriever(open_index_dir(index_dir))
-    corpus = r.corpus()
-    if data:
-        from korag.data.load import corpus_of, load
+    coll_dir = collection_path(index_dir, home)
+    if (coll_dir / CONFIG_FILE).is_file() and not Path(index_dir, "retriever.json").is_file():
+        hits = Collection.open(coll_dir).batch_search(query, k, retriever=retriever)
+    else:
+        if retriever is not None:
+            raise ConfigError("--retriever chooses among a collection's retrievers; a saved index has one")
+        r = load_retriever(open_index_dir(Path(index_dir)))
+        corpus = r.corpus()
+        if data:
+            from korag.data.load import corpus_of, load
 
-        corpus = corpus_of(load(data))
-    hits = ranking_hits(r.search(query, k=k), corpus)
+            corpus = corpus_of(load(data))
+        hits = ranking_hits(r.search(query, k=k), corpus)
     if as_json:
         payload = [{"query": q, "results": [h.to_dict() for h in hs]} for q, hs in zip(query, hits, strict=True)]
         out.print_json(json.dumps(payload, ensure_ascii=False))

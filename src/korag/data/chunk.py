@@ -8,7 +8,6 @@ subword tokenizer of the model that will encode the passages, so chunks fit its 
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,7 +26,9 @@ class ChunkConfig(BaseModel):
 
     max_tokens: int = Field(200, gt=0, description="token budget of a passage")
     overlap_tokens: int = Field(40, ge=0, description="tokens of trailing sentences repeated in the next passage")
-    splitter: Literal["kiwi", "regex"] = "kiwi"
+    splitter: Literal["kiwi", "kiwi-lines", "regex"] = Field(
+        "kiwi", description="kiwi: sentences across wrapped lines; kiwi-lines: a line break ends a sentence; regex"
+    )
     tokenizer: str = Field("whitespace", description="tokenizer spec used to count tokens")
 
     @model_validator(mode="after")
@@ -64,16 +65,58 @@ def split_sentences_regex(text: str) -> list[Span]:
     return spans
 
 
-@functools.lru_cache(maxsize=1)
-def _kiwi():
-    from korag.text.morph import KiwiTokenizer
+# A line that starts a list item, or follows a short line that ends no sentence (a heading),
+# begins a new unit; other single line breaks are inside a sentence (wrapped text).
+_LIST_ITEM = re.compile(r"^\s*([-•●○■□▪▶◆◇*·#]|\(?\d{1,3}[.)]|[①-⑳])\s")
+_ENDS_SENTENCE = re.compile(r"[.!?…。！？:;\"'”’)\]」』》]\s*$")
 
-    return KiwiTokenizer().kiwi
+
+def _units(text: str) -> list[tuple[int, int]]:
+    """(start, end) of the runs of `text` a sentence may not cross: blank lines, list items and
+    headings (a line that ends no sentence and is much shorter than the next) separate them; a
+    line break inside a wrapped paragraph does not."""
+    units: list[tuple[int, int]] = []
+    start: int | None = None
+    prev: tuple[int, int] | None = None
+    for m in re.finditer(r"[^\n]+", text):
+        a, b = m.start(), m.end()
+        if prev is None:
+            start = a
+        else:
+            last = text[prev[0] : prev[1]].strip()
+            blank = "\n" in text[prev[1] + 1 : a]
+            heading = bool(last) and len(last) < 0.6 * (b - a) and not _ENDS_SENTENCE.search(last)
+            if blank or heading or _LIST_ITEM.match(m.group()):
+                units.append((start, prev[1]))  # type: ignore[arg-type]
+                start = a
+        prev = (a, b)
+    if prev is not None and start is not None:
+        units.append((start, prev[1]))
+    return units
 
 
 def split_sentences_kiwi(text: str) -> list[Span]:
-    """Sentence spans from Kiwi's splitter; line breaks always end a sentence."""
-    kiwi = _kiwi()
+    """Sentence spans from Kiwi's splitter, across the line breaks of wrapped text (a line
+    break inside a paragraph is read as a space; blank lines, headings and list items end a
+    sentence)."""
+    from korag.text.morph import shared_kiwi
+
+    kiwi = shared_kiwi()
+    spans: list[Span] = []
+    for start, end in _units(text):
+        unit = text[start:end].replace("\n", " ")  # same length: offsets stay valid
+        for s in kiwi.split_into_sents(unit):
+            if unit[s.start : s.end].strip():
+                spans.append(Span(start + s.start, start + s.end))
+    return spans
+
+
+def split_sentences_kiwi_lines(text: str) -> list[Span]:
+    """Kiwi's sentences within each line: every line break ends a sentence (for one sentence,
+    or one record, per line; what korag did for every text before)."""
+    from korag.text.morph import shared_kiwi
+
+    kiwi = shared_kiwi()
     spans: list[Span] = []
     for line in re.finditer(r"[^\n]+", text):
         base = line.start()
@@ -83,13 +126,14 @@ def split_sentences_kiwi(text: str) -> list[Span]:
     return spans
 
 
+SPLITTERS = {"kiwi": split_sentences_kiwi, "kiwi-lines": split_sentences_kiwi_lines, "regex": split_sentences_regex}
+
+
 def split_sentences(text: str, splitter: str = "kiwi") -> list[Span]:
-    """Sentence spans of `text` with the named splitter (``kiwi`` or ``regex``)."""
-    if splitter == "kiwi":
-        return split_sentences_kiwi(text)
-    if splitter == "regex":
-        return split_sentences_regex(text)
-    raise ValueError(f"unknown sentence splitter {splitter!r}")
+    """Sentence spans of `text` with the named splitter (``kiwi``, ``kiwi-lines`` or ``regex``)."""
+    if splitter not in SPLITTERS:
+        raise ValueError(f"unknown sentence splitter {splitter!r}")
+    return SPLITTERS[splitter](text)
 
 
 def _split_long(text: str, span: Span, count, max_tokens: int, overlap: int) -> list[tuple[Span, int]]:

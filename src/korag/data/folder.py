@@ -33,6 +33,28 @@ class LoadReport:
 
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
     warnings: list[str] = field(default_factory=list)
+    pages: dict[str, int] = field(default_factory=dict)  # file → pages (PDF)
+    thin_pages: dict[str, list[int]] = field(default_factory=dict)  # file → pages with (almost) no text
+
+    def merge(self, other: LoadReport) -> None:
+        """Add what another load (of other files) reported."""
+        self.skipped.extend(other.skipped)
+        self.warnings.extend(other.warnings)
+        self.pages.update(other.pages)
+        self.thin_pages.update(other.thin_pages)
+
+    def note_pages(self, file: str, total: int, thin: Sequence[int]) -> None:
+        """Record a PDF's page count and its pages with little or no extractable text (with a
+        warning about those)."""
+        self.pages[file] = total
+        pages = list(thin)
+        if pages:
+            self.thin_pages[file] = list(pages)
+            shown = ", ".join(map(str, pages[:10])) + (" …" if len(pages) > 10 else "")
+            self.warnings.append(
+                f"{file}: {len(pages)} of {total} page(s) have little or no extractable text "
+                f"(scanned images or figures? page {shown}); their content is not searchable"
+            )
 
     def summary(self) -> str:
         """One line: how many files were skipped (empty when none)."""
@@ -57,8 +79,11 @@ def list_documents(root: str | Path, suffixes: Sequence[str] = DOCUMENT_SUFFIXES
     return sorted(found)
 
 
-def load_file(path: Path, doc_id: str, chunk: ChunkConfig | None = None) -> list[Document]:
-    """The documents of one file: a whole file, its passages, or (JSONL) its records."""
+def load_file(
+    path: Path, doc_id: str, chunk: ChunkConfig | None = None, report: LoadReport | None = None
+) -> list[Document]:
+    """The documents of one file: a whole file, its passages, or (JSONL) its records; PDF pages
+    without text are noted in `report`."""
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
         from korag.data.jsonl import read_corpus_jsonl
@@ -69,6 +94,8 @@ def load_file(path: Path, doc_id: str, chunk: ChunkConfig | None = None) -> list
         from korag.data.pdf import read_pdf
 
         docs = [read_pdf(path, doc_id=doc_id)]
+        if report is not None:
+            report.note_pages(path.name, docs[0].meta.get("pages", 0), docs[0].meta.get("thin_pages") or [])
     else:
         from korag.data.plaintext import read_text_file
 
@@ -78,28 +105,55 @@ def load_file(path: Path, doc_id: str, chunk: ChunkConfig | None = None) -> list
     out: list[Document] = []
     for doc in docs:
         pieces = chunk_document(doc, chunk)
-        starts = doc.meta.get("page_starts")
-        if starts is not None:
-            pieces = [_with_pages(p, starts, len(doc.text)) for p in pieces]
+        if doc.meta.get("page_spans") is not None or doc.meta.get("page_starts") is not None:
+            pieces = [_with_pages(p, doc.meta, len(doc.text)) for p in pieces]
         out.extend(pieces)
     return out
 
 
-def _with_pages(piece: Document, page_starts: list[int], length: int) -> Document:
+def _with_pages(piece: Document, doc_meta: dict, length: int) -> Document:
     """A PDF passage with its page numbers instead of the whole file's page offsets."""
-    from korag.data.pdf import pages_of
+    from korag.data.pdf import pages_in, pages_of
 
-    meta = {k: v for k, v in piece.meta.items() if k != "page_starts"}
-    meta["pages"] = pages_of(page_starts, meta.get("char_start", 0), meta.get("char_end", length))
+    meta = {k: v for k, v in piece.meta.items() if k not in ("page_starts", "page_spans", "thin_pages")}
+    start, end = meta.get("char_start", 0), meta.get("char_end", length)
+    spans = doc_meta.get("page_spans")
+    meta["pages"] = pages_in(spans, start, end) if spans is not None else pages_of(doc_meta["page_starts"], start, end)
     return Document(piece.id, piece.text, piece.title, meta)
 
 
-def _load_one(args: tuple[str, str, ChunkConfig | None]) -> list[Document] | DataError:
+Loaded = tuple[list[Document], LoadReport]
+
+
+def _load_one(args: tuple[str, str, ChunkConfig | None]) -> Loaded | DataError:
     path, doc_id, chunk = args
+    report = LoadReport()
     try:
-        return load_file(Path(path), doc_id, chunk)
+        return load_file(Path(path), doc_id, chunk, report), report
     except DataError as exc:  # returned, not raised: the other files still load
         return exc
+
+
+def load_files(
+    files: Sequence[tuple[Path, str]],
+    *,
+    chunk: ChunkConfig | None = None,
+    workers: int | None = None,
+    show_progress: bool = False,
+) -> list[Loaded | DataError]:
+    """Each (path, document id)'s documents and what loading them reported, or the `DataError`
+    that stopped it, in order; read in worker processes when there are several files."""
+    jobs = [(str(p), doc_id, chunk) for p, doc_id in files]
+    workers = workers if workers is not None else min(len(jobs), os.cpu_count() or 1)
+    from tqdm.auto import tqdm
+
+    bar = {"total": len(jobs), "desc": "read files", "unit": "file", "disable": not show_progress}
+    if workers <= 1 or len(jobs) <= 1:
+        return [_load_one(j) for j in tqdm(jobs, **bar)]
+    # forkserver: forking a parent that already runs Kiwi's threads can deadlock.
+    ctx = multiprocessing.get_context("forkserver" if os.name == "posix" else "spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        return list(tqdm(pool.map(_load_one, jobs, chunksize=1), **bar))
 
 
 def read_folder(
@@ -120,28 +174,20 @@ def read_folder(
     files = list_documents(base)
     if not files:
         raise DataError(base, f"no supported files ({', '.join(DOCUMENT_SUFFIXES)})")
-    jobs = [(str(p), p.relative_to(base).as_posix(), chunk) for p in files]
-    workers = workers if workers is not None else min(len(jobs), os.cpu_count() or 1)
-    from tqdm.auto import tqdm
-
-    bar = {"total": len(jobs), "desc": "load files", "unit": "file", "disable": not show_progress}
-    if workers <= 1 or len(jobs) == 1:
-        results = [_load_one(j) for j in tqdm(jobs, **bar)]
-    else:
-        # forkserver: forking a parent that already runs Kiwi's threads can deadlock.
-        ctx = multiprocessing.get_context("forkserver" if os.name == "posix" else "spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            results = list(tqdm(pool.map(_load_one, jobs, chunksize=1), **bar))
+    jobs = [(p, p.relative_to(base).as_posix()) for p in files]
+    results = load_files(jobs, chunk=chunk, workers=workers, show_progress=show_progress)
     docs: list[Document] = []
-    for (path, _, _), result in zip(jobs, results, strict=True):
+    for (path, _), result in zip(jobs, results, strict=True):
         if isinstance(result, DataError):
             if strict:
                 raise result
             log.warning("skipped %s", result)
             if report is not None:
-                report.skipped.append((path, str(result)))
+                report.skipped.append((str(path), str(result)))
             continue
-        docs.extend(result)
+        docs.extend(result[0])
+        if report is not None:
+            report.merge(result[1])
     if not docs:
         raise DataError(base, f"none of its {len(files)} file(s) could be read (the first: {results[0]})")
     return Corpus.from_documents(docs, name=name or base.name, source=str(base))

@@ -13,6 +13,9 @@ from korag.errors import DataError
 Format = Literal["auto", "squad", "korquad", "hotpotqa", "beir", "jsonl", "pdf", "text", "folder", "sample"]
 FORMATS: tuple[str, ...] = ("auto", "squad", "korquad", "hotpotqa", "beir", "jsonl", "pdf", "text", "folder", "sample")
 SAMPLE = "builtin:sample"
+# Formats whose documents are files people wrote (papers, reports, manuals): cut into passages by
+# default, the same way wherever they are read (index, data stats/convert, recipes, collections).
+DOCUMENT_FORMATS = ("pdf", "text", "folder")
 
 
 def detect_format(path: str | Path) -> str:
@@ -51,11 +54,14 @@ def load(
     report: LoadReport | None = None,
 ) -> RetrievalSet | QASet | Corpus:
     """Read `path` as a QASet (SQuAD/KorQuAD, the sample), a RetrievalSet (BEIR) or a Corpus
-    (JSONL, PDF, text, folders). `chunk` cuts long documents into passages. In a folder, files
-    that cannot be read are skipped (listed in `report`) unless `strict`."""
+    (JSONL, PDF, text, folders). `chunk` cuts long documents into passages; PDF, text and
+    folders are cut with the default `ChunkConfig` when none is given. In a folder, files that
+    cannot be read are skipped (listed in `report`) unless `strict`."""
     fmt = detect_format(path) if format == "auto" else format
     if fmt not in FORMATS:
         raise DataError(path, f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+    if chunk is None and fmt in DOCUMENT_FORMATS:
+        chunk = ChunkConfig()
     if fmt == "sample":
         from korag.data.sample import load_sample
 
@@ -92,7 +98,7 @@ def load(
 
         corpus = read_corpus_jsonl(p)
         return chunk_corpus(corpus, chunk, show_progress=show_progress) if chunk else corpus
-    docs = load_file(p, p.name, chunk)
+    docs = load_file(p, p.name, chunk, report)
     return Corpus.from_documents(docs, name=p.stem, source=str(p))
 
 

@@ -31,7 +31,9 @@ def read_questions_jsonl(path: str | Path) -> list[QAExample]:
         question = field(obj, "question", str, source=src, record=rec, nonempty=True)
         name = next((f for f in ANSWER_FIELDS if f in obj), None)
         if name is None:
-            raise DataError(src, f"no reference answer: expected one of {', '.join(ANSWER_FIELDS)}", record=rec)
+            raise DataError(
+                src, f"no reference answer: expected one of {', '.join(ANSWER_FIELDS)}", record=rec, field="answers"
+            )
         value = obj[name]
         answers = [value] if isinstance(value, str) else value
         if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
@@ -43,3 +45,20 @@ def read_questions_jsonl(path: str | Path) -> list[QAExample]:
     if not out:
         raise DataError(src, "no questions in the file")
     return out
+
+
+def looks_like_questions(path: str | Path) -> bool:
+    """Whether `path` is a JSON Lines file whose first record has a question (and no text): a
+    questions file given where a corpus or a dataset was expected."""
+    import json
+
+    p = Path(path)
+    if not p.is_file() or p.suffix.lower() not in (".jsonl", ".json"):
+        return False
+    try:
+        with p.open(encoding="utf-8") as fh:
+            first = next((line for line in fh if line.strip()), "")
+        obj = json.loads(first)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(obj, dict) and "question" in obj and "text" not in obj

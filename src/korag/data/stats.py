@@ -151,7 +151,21 @@ def _count_rows(stats: DatasetStats) -> list[tuple[str, str]]:
         ]
     if stats.kind == "qa":
         rows.append(("answers", f"{stats.answers:,}"))
+    if "pdf_pages" in stats.extra:
+        rows.append(("PDF pages", f"{stats.extra['pdf_pages']:,}"))
+        rows.append(("PDF pages with little or no text", f"{stats.extra['pdf_pages_without_text']:,}"))
+    if stats.extra.get("skipped_files"):
+        rows.append(("files that could not be read", f"{stats.extra['skipped_files']:,}"))
     return rows
+
+
+def add_load_report(stats: DatasetStats, report) -> None:
+    """Record what loading skipped and which PDF pages had no text (a `LoadReport`)."""
+    if report.pages:
+        stats.extra["pdf_pages"] = sum(report.pages.values())
+        stats.extra["pdf_pages_without_text"] = sum(len(p) for p in report.thin_pages.values())
+    if report.skipped:
+        stats.extra["skipped_files"] = len(report.skipped)
 
 
 def _distribution_rows(stats: DatasetStats) -> list[list[str]]:

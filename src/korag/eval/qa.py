@@ -8,12 +8,19 @@
 
 Every score is the best over all gold answers. Cover-EM (does the normalised gold answer
 occur inside the normalised prediction) suits generative readers that answer in sentences.
+
+Whether a *passage* holds an answer (answer recall of a retriever over documents without gold
+passages) is decided strictly instead: Unicode NFC and whitespace runs collapsed to one space,
+nothing else — so "9,309" does not match "9309" in a reference list, and an answer broken by a
+PDF line end ("경\n량화" read as "경 량화") is not found, which is what such a break costs a
+user.
 """
 
 from __future__ import annotations
 
 import re
 import string
+import unicodedata
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -43,6 +50,20 @@ def _units(text: str, normalization: AnswerNormalization) -> list[str]:
     if normalization == "korquad":
         return [ch for ch in norm if ch != " "]
     return norm.split()
+
+
+_WS = re.compile(r"\s+")
+
+
+def strict_normalize(text: str) -> str:
+    """Unicode NFC with whitespace runs collapsed to one space and the ends stripped."""
+    return _WS.sub(" ", unicodedata.normalize("NFC", text)).strip()
+
+
+def contains_answer(passage: str, answers: Sequence[str]) -> bool:
+    """Whether `passage` holds any of `answers` under `strict_normalize`."""
+    p = strict_normalize(passage)
+    return any((a := strict_normalize(g)) and a in p for g in answers)
 
 
 def exact_match(prediction: str, golds: Sequence[str], normalization: AnswerNormalization = "squad") -> float:

@@ -51,6 +51,26 @@ def pqa_table(title: str, rows: Sequence[SystemRow]) -> Table:
     return table
 
 
+def qa_table(title: str, rows: Sequence[SystemRow]) -> Table:
+    """Retrieve-then-read against closed-book: EM/F1 (0–100), the answer in the passages read,
+    citations, seconds per question."""
+    table = Table(title=title)
+    table.add_column("system")
+    scores = ["em_korquad", "f1_korquad", "em_squad", "f1_squad"]
+    for c in [*scores, "answer in passages", "cites a passage", "s/question"]:
+        table.add_column(c, justify="right")
+    for r in rows:
+        recall = next((v for key, v in r.metrics.items() if key.startswith("answer_recall@")), None)
+        table.add_row(
+            r.label,
+            *(_cell(r, c, ".1f") for c in scores),
+            "–" if recall is None else f"{recall:.1%}",
+            "–" if r.get("cited_share") is None else f"{r['cited_share']:.1%}",
+            _cell(r, "seconds_per_question", ".2f"),
+        )
+    return table
+
+
 def write_quality_table(write: Mapping[str, Any]) -> Table:
     """Write quality: reconstruction, free generation, identification and its controls."""
     after = write.get("measured_after", "write")

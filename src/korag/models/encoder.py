@@ -118,12 +118,15 @@ class DenseEncoder:
         max_seq_length: int | None = None,
         precision: Precision = "auto",
         device: str = "cpu",
+        reference: str | None = None,
     ) -> None:
         if isinstance(model, (str, Path)):
             self.model_name = str(model)
             self.model = load_sentence_transformer(model, device=device, max_seq_length=max_seq_length)
         else:
-            self.model_name = ""  # an in-memory model: saved with the index, not referenced
+            # an in-memory model is saved with the index, unless `reference` names where it was
+            # loaded from (a model shared by several indexes, loaded once)
+            self.model_name = reference or ""
             self.model = model
             if max_seq_length:
                 self.model.max_seq_length = min(max_seq_length, model_max_length(model) or max_seq_length)

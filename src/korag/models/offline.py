@@ -136,3 +136,14 @@ def write_offline_model(name: str, output: str | Path, *, overwrite: bool = Fals
     if name not in OFFLINE_MODELS:
         raise ConfigError(f"unknown offline model {name!r}; available: {', '.join(OFFLINE_MODELS)}")
     return OFFLINE_MODELS[name](output, overwrite=overwrite)
+
+
+def offline_model_dir(name: str, cache_dir: str | Path | None = None) -> Path:
+    """The named offline model, written once into korag's model cache (``~/.cache/korag/models``)
+    and reused: what a collection created with ``--dense e5-small`` loads."""
+    from korag.models.causal_lm import default_cache_dir
+
+    target = Path(cache_dir) if cache_dir else default_cache_dir().parent / "models" / name
+    if not (target / CHECK_FILE).is_file():
+        write_offline_model(name, target, overwrite=True)
+    return target

@@ -46,10 +46,16 @@ class JobResult:
         recipe built indexes it did not evaluate."""
         lines = []
         load = next((o for o in self.outcomes if o.task_id == "load" and o.status in ("ran", "cached")), None)
-        skipped = _metrics(load.path).get("skipped", []) if load else []
+        loaded = _metrics(load.path) if load else {}
+        skipped = loaded.get("skipped", [])
         if skipped:
             lines.append(f"[yellow]{len(skipped)} file(s) could not be read and were skipped:[/]")
             lines += [f"  {reason}" for reason in skipped]
+        if loaded.get("questions_without_answer_passage"):
+            lines.append(
+                f"[yellow]{loaded['questions_without_answer_passage']} question(s) have no passage containing "
+                "their answer and are not scored[/] (korag eval retrieval QUESTIONS --corpus … counts them as misses)"
+            )
         for o in self.outcomes:
             if o.stage == "bm25-index" and o.status in ("ran", "cached") and not self._evaluated(o.task_id):
                 lines.append(f"Index {o.task_id}: {o.path}")

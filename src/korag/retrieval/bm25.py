@@ -207,8 +207,8 @@ class BM25Retriever(RetrieverBase):
             return
         counts = self._require_counts()
         counts.add(self._tokenize(corpus.contents(self.with_title), show_progress), corpus.ids)
-        if self._corpus is not None:
-            self._corpus = self._corpus.concat(corpus)
+        known = self.corpus()
+        self._corpus = known.concat(corpus) if known is not None else None
         self._dirty = True
 
     def delete(self, doc_ids: Sequence[str] | str) -> int:
@@ -218,9 +218,10 @@ class BM25Retriever(RetrieverBase):
         if len(counts) - len(set(ids)) <= 0:
             raise DataError(None, "cannot delete every document of the index")
         removed = counts.delete(ids)
-        if self._corpus is not None and removed:
+        known = self.corpus()
+        if known is not None and removed:
             gone = set(ids)
-            self._corpus = self._corpus.subset(i for i, d in enumerate(self._corpus.ids) if d not in gone)
+            self._corpus = known.subset(i for i, d in enumerate(known.ids) if d not in gone)
         self._dirty = self._dirty or removed > 0
         return removed
 
@@ -355,9 +356,10 @@ class BM25Retriever(RetrieverBase):
         return out
 
     # -- persistence ----------------------------------------------------------------------
-    def save(self, path: str | Path, *, overwrite: bool = True) -> None:
+    def save(self, path: str | Path, *, overwrite: bool = True, with_corpus: bool = True) -> None:
         """Write the index atomically: ``bm25s/`` (a plain bm25s index), ``counts/`` (term
-        counts for updates) and ``retriever.json``."""
+        counts for updates), the passages (unless `with_corpus` is off: kept elsewhere) and
+        ``retriever.json``."""
         if self._engine is None:
             raise ModelError("nothing to save: call index(corpus) first")
         if self._dirty:
@@ -366,7 +368,8 @@ class BM25Retriever(RetrieverBase):
         with atomic.atomic_directory(path, overwrite=overwrite) as tmp:
             self._engine.save(str(tmp / "bm25s"), show_progress=False)
             counts.save(tmp / "counts")
-            write_indexed_corpus(self.corpus(), tmp)
+            if with_corpus:
+                write_indexed_corpus(self.corpus(), tmp)
             self.write_header(
                 tmp,
                 tokenizer=self.tokenizer.config(),

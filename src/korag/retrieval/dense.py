@@ -46,10 +46,12 @@ class DenseRetriever(RetrieverBase):
         precision: Precision = "auto",
         with_title: bool = True,
         device: str = "cpu",
+        reference: str | None = None,
     ) -> None:
         super().__init__()
         self.encoder = DenseEncoder(
             model,
+            reference=reference,
             query_prefix=query_prefix,
             passage_prefix=passage_prefix,
             batch_size=batch_size,
@@ -100,6 +102,28 @@ class DenseRetriever(RetrieverBase):
         self._index = VectorIndex(vectors, corpus.ids)
         self._corpus = corpus
 
+    def add(self, corpus: Corpus, *, show_progress: bool = False) -> None:
+        """Encode and add documents (equal to indexing all of them at once)."""
+        if len(corpus) == 0:
+            return
+        if self._index is None:
+            self.index(corpus, show_progress=show_progress)
+            return
+        vectors = self.encode_documents(corpus.contents(self.with_title), show_progress=show_progress)
+        self._index.add(vectors, corpus.ids)
+        known = self.corpus()
+        self._corpus = known.concat(corpus) if known is not None else None
+
+    def delete(self, doc_ids: Sequence[str] | str) -> int:
+        """Remove documents by id (unknown ids are an error); returns how many were removed."""
+        ids = [doc_ids] if isinstance(doc_ids, str) else list(doc_ids)
+        removed = self._require_index().delete(ids)
+        known = self.corpus()
+        if known is not None and removed:
+            gone = set(ids)
+            self._corpus = known.subset(i for i, d in enumerate(known.ids) if d not in gone)
+        return removed
+
     def index_vectors(self, vectors: np.ndarray, corpus: Corpus) -> None:
         """Use passage embeddings computed elsewhere (e.g. cached) for `corpus`."""
         self._index = VectorIndex(np.asarray(vectors, dtype=np.float32), corpus.ids)
@@ -134,13 +158,15 @@ class DenseRetriever(RetrieverBase):
         """The model's name."""
         return str(self.encoder.model_name)
 
-    def save(self, path: str | Path, *, overwrite: bool = True) -> None:
-        """Vectors (memory-mappable), the corpus and the encoder settings; an in-memory model is
-        saved inside the directory, a model given by path or hub id is referenced."""
+    def save(self, path: str | Path, *, overwrite: bool = True, with_corpus: bool = True) -> None:
+        """Vectors (memory-mappable), the corpus (unless kept elsewhere) and the encoder settings;
+        an in-memory model is saved inside the directory, a model given by path or hub id is
+        referenced."""
         index = self._require_index()
         with atomic.atomic_directory(path, overwrite=overwrite) as tmp:
             index.save(tmp / "vectors")
-            write_indexed_corpus(self._corpus, tmp)
+            if with_corpus:
+                write_indexed_corpus(self.corpus(), tmp)
             config = self.encoder.config()
             if not config["model"]:
                 self.encoder.model.save(str(tmp / "model"))
@@ -151,11 +177,13 @@ class DenseRetriever(RetrieverBase):
 
     @classmethod
     def load(cls, path: str | Path, *, mmap: bool = True, model: Any = None, device: str = "cpu") -> DenseRetriever:
-        """Open a saved dense index (the encoder model is loaded from where it was saved)."""
+        """Open a saved dense index (the encoder model is loaded from where it was saved, unless
+        `model` is the already loaded model it references)."""
         p = Path(path)
         info = read_retriever_info(p, cls.name)
         enc = info["encoder"]
         model_ref = enc["model"]
+        reference = model_ref if model is not None and model_ref != "model" else None
         if model is None:
             model = p / model_ref if model_ref == "model" else model_ref
         r = cls(
@@ -167,6 +195,7 @@ class DenseRetriever(RetrieverBase):
             precision=enc["precision"],
             with_title=info["with_title"],
             device=device,
+            reference=reference,
         )
         r._index = VectorIndex.load(p / "vectors", mmap=mmap)
         r._corpus_dir = p

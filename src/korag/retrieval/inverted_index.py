@@ -35,6 +35,22 @@ class InvertedIndex:
         p.sort_indices()
         return cls(p)
 
+    def add(self, doc_vectors: sp.csr_matrix) -> None:
+        """Append documents (columns), in order: equal to building from all of them."""
+        new = sp.csr_matrix(doc_vectors, dtype=np.float32)
+        if new.shape[1] != self.vocab_size:
+            raise ModelError(f"document vectors have {new.shape[1]} dimensions, the index {self.vocab_size}")
+        p = sp.hstack([self.postings, new.T], format="csr", dtype=np.float32)
+        p.sort_indices()
+        self.postings = p
+
+    def delete(self, positions) -> None:
+        """Remove the documents at `positions` (columns); the others keep their order."""
+        keep = np.setdiff1d(np.arange(self.n_docs), np.asarray(list(positions), dtype=np.int64))
+        p = sp.csr_matrix(self.postings[:, keep], dtype=np.float32)
+        p.sort_indices()
+        self.postings = p
+
     @property
     def n_docs(self) -> int:
         return self.postings.shape[1]

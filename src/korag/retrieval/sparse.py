@@ -60,6 +60,7 @@ class SparseRetriever(RetrieverBase):
         prune_ratio: float | None = None,
         precision: str = "auto",
         device: str = "cpu",
+        reference: str | None = None,
     ) -> None:
         from korag.models.sparse import load_sparse_encoder
 
@@ -69,7 +70,7 @@ class SparseRetriever(RetrieverBase):
             self.model_path: str | None = str(Path(model).resolve()) if Path(model).exists() else str(model)
             self.model = load_sparse_encoder(model, device=device)
         else:
-            self.model_path = None
+            self.model_path = reference  # None: an in-memory model, saved with the index
             self.model = model
         if max_seq_length:
             self.model.max_seq_length = max_seq_length
@@ -146,6 +147,33 @@ class SparseRetriever(RetrieverBase):
         self._doc_ids = list(corpus.ids)
         self._corpus = corpus
 
+    def add(self, corpus: Corpus, *, show_progress: bool = False) -> None:
+        """Encode and add documents (equal to indexing all of them at once)."""
+        if len(corpus) == 0:
+            return
+        if self._index is None:
+            self.index(corpus, show_progress=show_progress)
+            return
+        self._index.add(self.encode_documents(corpus.contents(self.with_title), show_progress=show_progress))
+        self._doc_ids = self._doc_ids + list(corpus.ids)
+        known = self.corpus()
+        self._corpus = known.concat(corpus) if known is not None else None
+
+    def delete(self, doc_ids: Sequence[str] | str) -> int:
+        """Remove documents by id (unknown ids are an error); returns how many were removed."""
+        gone = {doc_ids} if isinstance(doc_ids, str) else set(doc_ids)
+        unknown = gone - set(self._doc_ids)
+        if unknown:
+            raise DataError(None, f"document {sorted(unknown)[0]!r} is not in the index", field="id")
+        positions = [i for i, d in enumerate(self._doc_ids) if d in gone]
+        if positions:
+            self._require_index().delete(positions)
+            self._doc_ids = [d for d in self._doc_ids if d not in gone]
+            known = self.corpus()
+            if known is not None:
+                self._corpus = known.subset(i for i, d in enumerate(known.ids) if d not in gone)
+        return len(positions)
+
     def index_vectors(self, doc_vectors: sp.csr_matrix, corpus: Corpus) -> None:
         """Index document vectors computed elsewhere (e.g. once, then pruned several ways);
         this retriever's pruning is applied on top."""
@@ -181,6 +209,8 @@ class SparseRetriever(RetrieverBase):
         t1 = time.perf_counter()
         if len(qs):
             idx, scores = index.search(q, k)
+            # a document sharing no dimension with the query scores 0: not a result
+            idx, scores = np.where(scores > 0, idx, -1), np.where(scores > 0, scores, -np.inf).astype(np.float32)
         else:
             idx, scores = np.empty((0, k), np.int64), np.empty((0, k), np.float32)
         self.timings.update(encode_queries_seconds=t1 - t0, search_seconds=time.perf_counter() - t1)
@@ -232,14 +262,16 @@ class SparseRetriever(RetrieverBase):
             "precision": self.precision,
         }
 
-    def save(self, path: str | Path, *, overwrite: bool = True) -> None:
-        """Postings (memory-mappable), the corpus and the model reference (or the model itself)."""
+    def save(self, path: str | Path, *, overwrite: bool = True, with_corpus: bool = True) -> None:
+        """Postings (memory-mappable), the corpus (unless kept elsewhere) and the model reference
+        (or the model itself)."""
         from korag.models.sparse import save_sparse_encoder
 
         index = self._require_index()
         with atomic.atomic_directory(path, overwrite=overwrite) as tmp:
             size = index.save(tmp)
-            write_indexed_corpus(self._corpus, tmp)
+            if with_corpus:
+                write_indexed_corpus(self.corpus(), tmp)
             config = self.config()
             if not config["model"]:
                 save_sparse_encoder(self.model, tmp / "model")
@@ -255,12 +287,15 @@ class SparseRetriever(RetrieverBase):
             )
 
     @classmethod
-    def load(cls, path: str | Path, *, mmap: bool = True, device: str = "cpu") -> SparseRetriever:
-        """Open a saved sparse index (memory-mapped postings)."""
+    def load(cls, path: str | Path, *, mmap: bool = True, model: Any = None, device: str = "cpu") -> SparseRetriever:
+        """Open a saved sparse index (memory-mapped postings), with the model it references
+        loaded, or given as `model` when already loaded."""
         p = Path(path)
         info = read_retriever_info(p, cls.name)
         enc = info["encoder"]
-        model = p / "model" if enc["model"] == "model" else enc["model"]
+        reference = enc["model"] if model is not None and enc["model"] != "model" else None
+        if model is None:
+            model = p / "model" if enc["model"] == "model" else enc["model"]
         r = cls(
             model,
             batch_size=enc["batch_size"],
@@ -270,6 +305,7 @@ class SparseRetriever(RetrieverBase):
             prune_ratio=enc["prune_ratio"],
             precision=enc["precision"],
             device=device,
+            reference=reference,
         )
         r._index = InvertedIndex.load(p, mmap=mmap)
         r._doc_ids = list(info["doc_ids"])

@@ -57,6 +57,31 @@ class VectorIndex:
             out_i[start : start + block], out_s[start : start + block] = top_k(scores, k)
         return out_i, out_s
 
+    def add(self, vectors: np.ndarray, ids: Sequence[str]) -> None:
+        """Append rows (the index is then in memory, whatever it was loaded as)."""
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if len(self.ids) and vectors.shape[1:] != self.vectors.shape[1:]:
+            raise ValueError(f"vectors of dimension {vectors.shape[1:]} for an index of dimension {self.dim}")
+        self.vectors = (
+            np.concatenate([np.asarray(self.vectors, dtype=np.float32), vectors]) if len(self.ids) else vectors
+        )
+        self.ids = self.ids + list(ids)
+
+    def delete(self, ids: Sequence[str]) -> int:
+        """Remove the rows of `ids` (unknown ids are an error); returns how many were removed."""
+        gone = set(ids)
+        unknown = gone - set(self.ids)
+        if unknown:
+            from korag.errors import DataError
+
+            raise DataError(None, f"document {sorted(unknown)[0]!r} is not in the index", field="id")
+        keep = [i for i, d in enumerate(self.ids) if d not in gone]
+        removed = len(self.ids) - len(keep)
+        if removed:
+            self.vectors = np.asarray(self.vectors)[keep]
+            self.ids = [self.ids[i] for i in keep]
+        return removed
+
     def save(self, directory: str | Path) -> None:
         """``vectors.npy`` and ``ids.json`` in `directory`."""
         d = Path(directory)

@@ -7,7 +7,7 @@ chat template, or sent as-is to an OpenAI-compatible server).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -96,6 +96,39 @@ class GeneratorBase:
     def generate_scored(self, prompts: Sequence[Prompt], config: GenerationConfig) -> list[tuple[str, float | None]]:
         """Each continuation with no score (this backend reports no log-probabilities)."""
         return [(text, None) for text in self.generate(prompts, config)]
+
+    def stream(self, prompt: Prompt, config: GenerationConfig) -> Iterator[str]:
+        """The continuation of one prompt in pieces as they are generated (joined, equal to
+        `generate`'s); backends that cannot stream yield it whole."""
+        yield self.generate([prompt], config)[0]
+
+
+class StopCutter:
+    """Cut streamed text at the first stop string without emitting any part of it: a piece is
+    held back while its end could still begin a stop string."""
+
+    def __init__(self, stop: Sequence[str]) -> None:
+        self.stop = [s for s in stop if s]
+        self.done = False
+        self._held = ""
+
+    def feed(self, piece: str) -> str:
+        """The text that is now certain to come before any stop string."""
+        if self.done:
+            return ""
+        text = self._held + piece
+        cut = min((i for s in self.stop if (i := text.find(s)) >= 0), default=-1)
+        if cut >= 0:
+            self.done, self._held = True, ""
+            return text[:cut]
+        hold = max((n for s in self.stop for n in range(1, len(s)) if text.endswith(s[:n])), default=0)
+        self._held = text[len(text) - hold :] if hold else ""
+        return text[: len(text) - hold]
+
+    def finish(self) -> str:
+        """What was held back when the stream ended without a stop string."""
+        rest, self._held = ("" if self.done else self._held), ""
+        return rest
 
 
 def cut_at_stop(text: str, stop: Sequence[str]) -> str:

@@ -22,7 +22,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,7 @@ from korag.synth.generation import (
     Generator,
     GeneratorBase,
     Prompt,
+    StopCutter,
     check_prompts,
     cut_at_stop,
 )
@@ -122,20 +123,7 @@ class TransformersGenerator(GeneratorBase):
             enc = self.tokenizer(
                 [texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=not self._has_bos(texts)
             ).to(self.device)
-            kwargs: dict[str, Any] = {
-                "max_new_tokens": config.max_tokens,
-                "pad_token_id": pad,
-                "return_dict_in_generate": True,
-                "output_logits": True,
-            }
-            if config.temperature > 0:
-                kwargs.update(do_sample=True, temperature=config.temperature, top_p=config.top_p, top_k=0)
-            else:
-                kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-            if config.stop:
-                kwargs.update(stop_strings=list(config.stop), tokenizer=self.tokenizer)
-            if config.seed is not None:
-                torch.manual_seed(config.seed + b)
+            kwargs = {**self._sampling(config, b), "return_dict_in_generate": True, "output_logits": True}
             with torch.inference_mode():
                 res = self.model.generate(**enc, **kwargs)
             new = res.sequences[:, enc["input_ids"].shape[1] :]
@@ -154,6 +142,70 @@ class TransformersGenerator(GeneratorBase):
         self.stats.prompts += len(texts)
         self.stats.seconds += time.perf_counter() - t0
         return out
+
+    def _sampling(self, config: GenerationConfig, batch: int = 0) -> dict[str, Any]:
+        """`generate` arguments for `config` (seeding torch for the `batch`-th batch)."""
+        import torch
+
+        kwargs: dict[str, Any] = {"max_new_tokens": config.max_tokens, "pad_token_id": self.tokenizer.pad_token_id}
+        if config.temperature > 0:
+            kwargs.update(do_sample=True, temperature=config.temperature, top_p=config.top_p, top_k=0)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if config.stop:
+            kwargs.update(stop_strings=list(config.stop), tokenizer=self.tokenizer)
+        if config.seed is not None:
+            torch.manual_seed(config.seed + batch)
+        return kwargs
+
+    def stream(self, prompt: Prompt, config: GenerationConfig) -> Iterator[str]:
+        """Pieces of the continuation as the model writes them (transformers' text streamer;
+        generation runs in a thread and stops when the consumer does)."""
+        import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+        check_prompts([prompt])
+        text = self.render(prompt)
+        enc = self.tokenizer([text], return_tensors="pt", add_special_tokens=not self._has_bos([text])).to(self.device)
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
+        cancelled = threading.Event()
+
+        class _Cancelled(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kwargs) -> bool:
+                return cancelled.is_set()
+
+        stopping = StoppingCriteriaList([_Cancelled()])
+        kwargs = {**self._sampling(config), "streamer": streamer, "stopping_criteria": stopping}
+
+        def run() -> None:
+            with torch.inference_mode():
+                self.model.generate(**enc, **kwargs)
+
+        t0 = time.perf_counter()
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        cutter, produced, exhausted = StopCutter(config.stop), [], False
+        try:
+            for piece in streamer:
+                if out := cutter.feed(piece):
+                    produced.append(out)
+                    yield out
+                if cutter.done:
+                    break
+            else:
+                exhausted = True
+            if rest := cutter.finish():
+                produced.append(rest)
+                yield rest
+        finally:
+            cancelled.set()
+            if not exhausted:  # stopped early: drain until generation sees the flag and ends
+                for _ in streamer:
+                    pass
+            thread.join()
+            self.stats.prompts += 1
+            self.stats.generated_tokens += len(self.tokenizer("".join(produced), add_special_tokens=False)["input_ids"])
+            self.stats.seconds += time.perf_counter() - t0
 
     def _has_bos(self, texts: Sequence[str]) -> bool:
         bos = self.tokenizer.bos_token
@@ -244,6 +296,27 @@ class LlamaCppGenerator(GeneratorBase):
         self.stats.seconds += time.perf_counter() - t0
         return out
 
+    def stream(self, prompt: Prompt, config: GenerationConfig) -> Iterator[str]:
+        """Pieces of the continuation from llama.cpp's streaming completion."""
+        check_prompts([prompt])
+        common = {"max_tokens": config.max_tokens, "temperature": config.temperature, "top_p": config.top_p}
+        if isinstance(prompt, str):
+            chunks = self.llm.create_completion(prompt, stream=True, seed=config.seed, **common)
+        else:
+            chunks = self.llm.create_chat_completion(messages=prompt, stream=True, seed=config.seed, **common)
+        cutter = StopCutter(config.stop)
+        self.stats.prompts += 1
+        for chunk in chunks:
+            choice = chunk["choices"][0]
+            piece = choice.get("text") or (choice.get("delta") or {}).get("content") or ""
+            self.stats.generated_tokens += 1 if piece else 0
+            if out := cutter.feed(piece):
+                yield out
+            if cutter.done:
+                return
+        if rest := cutter.finish():
+            yield rest
+
 
 class OpenAIHTTPGenerator(GeneratorBase):
     """Any OpenAI-compatible server: chat messages go to ``/chat/completions``, plain prompts to
@@ -279,7 +352,8 @@ class OpenAIHTTPGenerator(GeneratorBase):
         """Server URL and model name (the server's weights are not visible from here)."""
         return {"backend": "http", "model": self.model, "url": self.base_url}
 
-    def _post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+    def _open(self, path: str, payload: dict[str, Any]):
+        """The open response to a POST, retried with backoff on connection errors and on 429/5xx."""
         body = json.dumps(payload).encode("utf-8")
         headers = {"Content-Type": "application/json"}
         if self.api_key:
@@ -293,8 +367,7 @@ class OpenAIHTTPGenerator(GeneratorBase):
                 time.sleep(self.backoff * 2 ** (attempt - 1) * (1 + random.random() * 0.1))
             req = urllib.request.Request(url, data=body, headers=headers, method="POST")
             try:
-                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                    return json.loads(resp.read().decode("utf-8"))
+                return urllib.request.urlopen(req, timeout=self.timeout)
             except urllib.error.HTTPError as exc:
                 detail = exc.read().decode("utf-8", "replace")[:300]
                 if exc.code in (429, 500, 502, 503, 504):
@@ -304,40 +377,78 @@ class OpenAIHTTPGenerator(GeneratorBase):
             except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
                 reason = getattr(exc, "reason", exc)
                 last = f"{type(reason).__name__}: {reason}"
-            except json.JSONDecodeError:
-                raise ModelError(f"LLM server {url} did not answer with JSON") from None
         raise ModelError(
             f"cannot reach the LLM server at {url} after {self.max_retries + 1} attempt(s) ({last}); "
             "is it running? (`korag llm serve` starts one)"
         )
 
-    def _one(self, prompt: Prompt, config: GenerationConfig) -> str:
-        common: dict[str, Any] = {
+    def _post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """The JSON answer to a POST (see `_open` for retries)."""
+        with self._open(path, payload) as resp:
+            try:
+                return json.loads(resp.read().decode("utf-8"))
+            except json.JSONDecodeError:
+                raise ModelError(f"LLM server {self.base_url + path} did not answer with JSON") from None
+
+    def _request(self, prompt: Prompt, config: GenerationConfig) -> tuple[str, dict[str, Any]]:
+        """The endpoint and body for one prompt: chat messages (or any prompt, with `chat`) to
+        ``/chat/completions``, text to ``/completions``."""
+        body: dict[str, Any] = {
             "model": self.model,
             "max_tokens": config.max_tokens,
             "temperature": config.temperature,
             "top_p": config.top_p,
         }
         if config.stop:
-            common["stop"] = list(config.stop)
+            body["stop"] = list(config.stop)
         if config.seed is not None:
-            common["seed"] = config.seed
+            body["seed"] = config.seed
         if isinstance(prompt, list) or self.chat:
             messages = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
-            r = self._post("/chat/completions", {**common, "messages": messages})
-            try:
-                text = r["choices"][0]["message"]["content"] or ""
-            except (KeyError, IndexError, TypeError):
-                raise ModelError(f"LLM server {self.base_url}: unexpected chat response {str(r)[:200]}") from None
-        else:
-            r = self._post("/completions", {**common, "prompt": prompt})
-            try:
-                text = r["choices"][0]["text"]
-            except (KeyError, IndexError, TypeError):
-                raise ModelError(f"LLM server {self.base_url}: unexpected completion response {str(r)[:200]}") from None
+            return "/chat/completions", {**body, "messages": messages}
+        return "/completions", {**body, "prompt": prompt}
+
+    def _one(self, prompt: Prompt, config: GenerationConfig) -> str:
+        path, body = self._request(prompt, config)
+        r = self._post(path, body)
+        try:
+            choice = r["choices"][0]
+            text = (choice["message"]["content"] or "") if path == "/chat/completions" else choice["text"]
+        except (KeyError, IndexError, TypeError):
+            raise ModelError(f"LLM server {self.base_url}: unexpected response to {path}: {str(r)[:200]}") from None
         with self._lock:
             self.stats.generated_tokens += int((r.get("usage") or {}).get("completion_tokens", 0))
         return cut_at_stop(text, config.stop)
+
+    def stream(self, prompt: Prompt, config: GenerationConfig) -> Iterator[str]:
+        """Pieces of the continuation as the server sends them (``"stream": true``, server-sent
+        events); a connection that fails before the first piece is retried like `generate`."""
+        check_prompts([prompt])
+        path, body = self._request(prompt, config)
+        t0 = time.perf_counter()
+        cutter = StopCutter(config.stop)
+        with self._open(path, {**body, "stream": True}) as resp:
+            for raw in resp:
+                line = raw.decode("utf-8").strip()
+                if not line.startswith("data:"):
+                    continue  # blank separators, comments (": keep-alive"), event names
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    break
+                try:
+                    choice = (json.loads(data).get("choices") or [{}])[0]
+                except (json.JSONDecodeError, AttributeError):
+                    raise ModelError(f"LLM server {self.base_url}: unreadable stream event {data[:200]!r}") from None
+                piece = (choice.get("delta") or {}).get("content") or choice.get("text") or ""
+                self.stats.generated_tokens += 1 if piece else 0
+                if out := cutter.feed(piece):
+                    yield out
+                if cutter.done:
+                    break
+        if rest := cutter.finish():
+            yield rest
+        self.stats.prompts += 1
+        self.stats.seconds += time.perf_counter() - t0
 
     def generate(self, prompts: Sequence[Prompt], config: GenerationConfig) -> list[str]:
         """Requests in parallel, at most `concurrency` at a time; results in prompt order."""

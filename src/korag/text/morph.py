@@ -73,6 +73,11 @@ def _kiwi(model_type: str | None, num_workers: int | None):
     return Kiwi(**kwargs)
 
 
+def shared_kiwi():
+    """The process's default Kiwi analyser (sentence splitting, spacing), built once."""
+    return _kiwi(None, None)
+
+
 class KiwiTokenizer(_MorphTokenizer):
     """Kiwi morphemes; `tokenize_batch` runs Kiwi's own worker threads over the whole batch."""
 

@@ -2,8 +2,9 @@
 to CLaRa as compressed memory.
 
 A PDF comes with no gold passages, only reference answers, so a passage counts as relevant when
-it contains a reference answer (after KorQuAD normalisation). That gives the retriever's answer
-recall beside the EM/F1 of the answers, and `pos_index` for the query reasoner's own choice.
+it contains a reference answer (`korag.eval.qa.contains_answer`: NFC and whitespace only). That
+gives the retriever's answer recall beside the EM/F1 of the answers, and `pos_index` for the
+query reasoner's own choice.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Sequence
 
 from korag.data.schema import Corpus, QAExample, Queries
 from korag.errors import ConfigError
-from korag.eval.qa import cover_em
+from korag.eval.qa import contains_answer
 from korag.memory.clara.data import ClaraExample
 
 
@@ -31,8 +32,7 @@ def corpus_examples(
     out = []
     for q in questions:
         docs = tuple(contents[d] for d, _ in hits[q.id][:k])
-        # a passage "covers" a reference answer exactly as a prediction does for cover-EM
-        pos = tuple(i for i, d in enumerate(docs) if cover_em(d, q.answers, "korquad"))
+        pos = tuple(i for i, d in enumerate(docs) if contains_answer(d, q.answers))
         out.append(ClaraExample((q.question,), tuple(q.answers), docs, "qa", pos))
     return out
 

