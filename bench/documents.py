@@ -19,8 +19,8 @@ Figures:
   passage of their document — a ceiling for any retriever.
 - answer recall@1/@5 and MRR@10 of BM25, dense (multilingual-e5-small) and their RRF hybrid,
   a passage counting when it contains a reference answer (`korag.eval.qa.contains_answer`).
-- `ask` EM/F1 (KorQuAD rules) with the offline reader (Gemma 3 270M) on the hybrid's top 5,
-  next to the same reader closed-book.
+- `ask` EM/F1 (KorQuAD rules) with the offline reader (Gemma 3 270M) on the hybrid's top 3
+  (`--ask-k`), next to the same reader closed-book.
 - ingestion pages/s; `korag add` / `remove` latency on a collection with BM25 + dense.
 
 Results: tables, and `bench/results/documents.json`.
@@ -182,19 +182,20 @@ def latency(pdfs: list[Path], tmp: Path) -> dict[str, float]:
     return out
 
 
-def ask(pdfs: list[Path], questions: list[QAExample], tmp: Path, limit: int) -> list:
+def ask(pdfs: list[Path], questions: list[QAExample], tmp: Path, limit: int, k: int) -> list:
     from korag.collections import Collection, CollectionConfig, DenseSettings
     from korag.collections.evaluate import evaluate_ask
 
     c = Collection.create(tmp / "ask", CollectionConfig(name="ask", dense=DenseSettings(model="e5-small")))
     c.add(pdfs)
     reader = c.reader("gemma3-270m")
-    return evaluate_ask(c, questions[:limit], reader, k=5, show_progress=True)
+    return evaluate_ask(c, questions[:limit], reader, k=k, show_progress=True)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--ask-limit", type=int, default=100, help="questions for the ask/closed-book rows (0: skip)")
+    ap.add_argument("--ask-k", type=int, default=3, help="passages the reader reads (korag ask's default)")
     args = ap.parse_args()
     logging.getLogger("pypdf").setLevel(logging.ERROR)
     from rich.console import Console
@@ -239,7 +240,7 @@ def main() -> None:
                 console.print(f"{variant}, {budget} words: {len(corpus)} passages, {pages} pages in {seconds:.2f} s")
         result["latency"] = latency(pdfs, tmp / "latency")
         if args.ask_limit:
-            ask_rows = ask(pdfs, questions, tmp, args.ask_limit)
+            ask_rows = ask(pdfs, questions, tmp, args.ask_limit, args.ask_k)
             result["ask"] = {r.label: {k: v for k, v in r.metrics.items() if k != "predictions"} for r in ask_rows}
             result["ask_predictions"] = {r.label: r.metrics["predictions"] for r in ask_rows}
 
@@ -272,7 +273,7 @@ def main() -> None:
                 label,
                 f"{m['em_korquad']:.1f}",
                 f"{m['f1_korquad']:.1f}",
-                f"{m['answer_recall@5']:.1%}" if "answer_recall@5" in m else "",
+                f"{m[f'answer_recall@{args.ask_k}']:.1%}" if f"answer_recall@{args.ask_k}" in m else "",
                 f"{m['cited_share']:.1%}" if "cited_share" in m else "",
                 f"{m['seconds_per_question']:.2f}",
             )

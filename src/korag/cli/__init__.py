@@ -21,7 +21,21 @@ import typer
 from rich.markup import escape
 
 from korag import __version__
-from korag.cli import collections, data, evaluate, lexicon, memory, models, run, search, synth, train
+from korag.cli import (
+    collections,
+    data,
+    deploy,
+    encode,
+    evaluate,
+    lexicon,
+    memory,
+    models,
+    run,
+    search,
+    serve,
+    synth,
+    train,
+)
 from korag.cli.common import err, out
 from korag.errors import KoragError
 
@@ -63,13 +77,16 @@ def _root(
 
 run.register(app)
 search.register(app)
+encode.register(app)
 collections.register(app)
+serve.register(app)
 app.add_typer(data.app, name="data")
 app.add_typer(evaluate.app, name="eval")
 app.add_typer(train.app, name="train")
 memory.register(train.app, evaluate.app)
 app.add_typer(models.app, name="models")
 app.add_typer(models.export_app, name="export")
+app.add_typer(deploy.app, name="deploy")
 app.add_typer(synth.llm_app, name="llm")
 app.add_typer(synth.synth_app, name="synth")
 app.add_typer(lexicon.app, name="lexicon")

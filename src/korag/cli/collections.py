@@ -65,6 +65,10 @@ def create(
     chunk_overlap: flag(int, CollectionConfig, "chunk.overlap_tokens", "--chunk-overlap") = None,
     tokenizer: flag(str, CollectionConfig, "bm25.tokenizer", "--tokenizer") = None,
     default_retriever: flag(str, CollectionConfig, "default_retriever", "--default-retriever") = None,
+    engine: flag(str, CollectionConfig, "engine.kind", "--engine") = None,
+    uri: flag(str, CollectionConfig, "engine.uri", "--uri") = None,
+    rerank: flag(str, CollectionConfig, "rerank.model", "--rerank") = None,
+    rerank_k: flag(int, CollectionConfig, "rerank.k", "--rerank-k") = None,
     home: HomeOpt = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
@@ -78,7 +82,13 @@ def create(
         dense = str(Path(dense).expanduser().resolve())  # opened later from anywhere
     if sparse and Path(sparse).expanduser().exists():
         sparse = str(Path(sparse).expanduser().resolve())
+    if rerank and Path(rerank).expanduser().exists():
+        rerank = str(Path(rerank).expanduser().resolve())
+    if uri and "://" not in uri:
+        uri = str(Path(uri).expanduser().resolve())  # a Lite file, found later from anywhere
     flags = {
+        "engine.kind": engine,
+        "engine.uri": uri,
         "name": Path(name).name,
         "dense.model": dense,
         "sparse.model": sparse,
@@ -88,10 +98,19 @@ def create(
         "chunk.overlap_tokens": chunk_overlap,
         "bm25.tokenizer": tokenizer,
         "default_retriever": default_retriever,
+        "rerank.model": rerank,
+        "rerank.k": rerank_k,
     }
     settings = config_from(CollectionConfig, config=config, sets=set_, flags=flags, show=show_config)
     if settings.dense or settings.sparse:
         require_extra("dense", "a collection with a dense or sparse retriever")
+    if settings.engine.kind == "milvus":
+        require_extra("milvus", "a collection in Milvus")
+    if settings.rerank is not None:
+        from korag.retrieval.rerank import check_reranker
+
+        require_extra("dense", "a collection with a reranker")
+        check_reranker(settings.rerank.model)
     for kind, s in (("dense", settings.dense), ("sparse", settings.sparse)):
         if s is not None and s.model.startswith((".", "/", "~")) and not Path(s.model).expanduser().is_dir():
             raise ConfigError(f"--{kind} {s.model}: no such model directory")
@@ -218,6 +237,45 @@ def remove(
         raise typer.Exit(2)
 
 
+@app.command("tune")
+def tune(
+    name: NameArg,
+    questions: Annotated[Path, typer.Argument(help="questions with answers (JSONL: question, answers)")],
+    home: HomeOpt = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | mps")] = "auto",
+    as_json: JsonOpt = False,
+) -> None:
+    """Fit the hybrid's adaptive fusion on your questions (a passage that holds an answer counts
+    as relevant) and make it the collection's fusion; prints each member, RRF, weighted and the
+    learned fusion side by side (5-fold answer MRR@10) and which one was kept."""
+    from korag.collections.evaluate import tune_fusion
+    from korag.data.questions import read_questions_jsonl
+
+    qs = read_questions_jsonl(questions)  # a bad file stops before any model loads
+    coll = _open(name, home)
+    coll.device = device
+    combiner = tune_fusion(coll, qs)
+    if as_json:
+        out.print_json(json.dumps(combiner, ensure_ascii=False))
+        return
+    members = coll.config.retrievers()
+    table = Table(
+        title=f"fusion of {coll.name} on {questions} ({combiner['questions']} questions with an answer found)"
+    )
+    table.add_column("fusion")
+    table.add_column("MRR@10 (5-fold)", justify="right")
+    for key, value in combiner["cv_mrr@10"].items():
+        label = members[int(key.split(":")[1])] + " alone" if key.startswith("member:") else key
+        style = "bold" if key == combiner["chosen"] else ""
+        table.add_row(label, f"{value:.4f}", style=style)
+    out.print(table)
+    kept = combiner["chosen"]
+    kept = members[int(kept.split(":")[1])] + " alone" if kept.startswith("member:") else kept
+    out.print(f"kept: {kept} (saved as {coll.name}'s hybrid fusion)")
+    if combiner.get("unanswered"):
+        out.print(f"{combiner['unanswered']} question(s) had no passage holding their answer in any member's top 100")
+
+
 def ask(
     name: NameArg,
     question: Annotated[str, typer.Argument(help="the question")],
@@ -227,6 +285,8 @@ def ask(
     style: flag(str, AskSettings, "style", "--style") = None,
     max_tokens: flag(int, AskSettings, "max_tokens", "--max-tokens") = None,
     model_name: flag(str, AskSettings, "model_name", "--model-name") = None,
+    rerank: flag(str, AskSettings, "rerank", "--rerank") = None,
+    rerank_k: flag(int, AskSettings, "rerank_k", "--rerank-k") = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | mps")] = "auto",
     home: HomeOpt = None,
     stream: Annotated[bool, typer.Option("--stream/--no-stream", help="print the answer as it is generated")] = True,
@@ -236,7 +296,14 @@ def ask(
     from korag.collections.store import Collection
 
     flags = {"reader": reader, "k": k, "retriever": retriever, "style": style, "max_tokens": max_tokens}
-    settings = config_from(AskSettings, flags={**flags, "model_name": model_name})
+    settings = config_from(
+        AskSettings, flags={**flags, "model_name": model_name, "rerank": rerank, "rerank_k": rerank_k}
+    )
+    if settings.rerank is not None:
+        from korag.retrieval.rerank import check_reranker
+
+        require_extra("dense", "--rerank")
+        check_reranker(settings.rerank)
     if not settings.reader.startswith(("http://", "https://")):
         extra = "memory" if settings.reader.startswith("clara:") else "llm"
         require_extra(extra, f"korag ask --reader {settings.reader}")
@@ -244,7 +311,9 @@ def ask(
     chosen = coll.reader(
         settings.reader, style=settings.style, max_tokens=settings.max_tokens, model_name=settings.model_name
     )
-    pending = coll.ask_stream(question, k=settings.k, retriever=settings.retriever, reader=chosen)
+    pending = coll.ask_stream(
+        question, k=settings.k, retriever=settings.retriever, reader=chosen, rerank=_rerank(settings)
+    )
     if as_json:
         out.print_json(json.dumps(pending.result().to_dict(), ensure_ascii=False))
         return
@@ -262,3 +331,10 @@ def ask(
         out.print(f"{mark}[{n}] {escape(hit.source())}[/] {escape(excerpt)}", highlight=False)
     if answer.invalid_citations:
         err.print(f"[yellow]the answer cites {answer.invalid_citations} source number(s) that do not exist[/]")
+
+
+def _rerank(settings):
+    """The per-call reranker of `AskSettings` (None: the collection's own)."""
+    from korag.collections.config import RerankSettings
+
+    return RerankSettings(model=settings.rerank, k=settings.rerank_k) if settings.rerank else None

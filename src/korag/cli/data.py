@@ -99,3 +99,51 @@ def data_convert(
             else " (split 'test')"
         )
     )
+
+
+@app.command("paraphrase")
+def data_paraphrase(
+    korquad_dev: Annotated[Path, typer.Argument(help="KorQuAD_v1.0_dev.json (its paragraphs are the corpus)")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="output directory (BEIR layout)")],
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Write korag's Korean paraphrase retrieval set (461 hand-written questions over the KorQuAD 1.0
+    dev paragraphs, CC BY 4.0) as a BEIR directory: the second scoreboard next to KorQuAD's own."""
+    from korag.data.beir import write_beir
+    from korag.data.paraphrase import load_paraphrase, paraphrase_rows
+
+    rs = load_paraphrase(korquad_dev)
+    answers = {r["id"]: [r["answer"]] for r in paraphrase_rows()}
+    try:
+        write_beir(rs, output, answers=answers, overwrite=overwrite)
+    except FileExistsError:
+        raise ConfigError(f"{output} exists and is not empty; pass --overwrite to replace it") from None
+    out.print(
+        f"wrote {output}: {len(rs.corpus):,} paragraphs, {len(rs.queries):,} paraphrased questions, "
+        f"{rs.qrels.num_pairs():,} judgements (split 'test')"
+    )
+
+
+@app.command("domain")
+def data_domain(
+    output: Annotated[Path, typer.Option("--output", "-o", help="output directory (BEIR layout)")],
+    kobill: Annotated[
+        Path | None, typer.Option(help="kobill folder (default: the installed konlpy's data/corpus/kobill)")
+    ] = None,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Write korag's out-of-domain Korean retrieval set (hand-written questions over the National
+    Assembly bills konlpy ships, CC BY 4.0) as a BEIR directory: legislative prose, not Wikipedia."""
+    from korag.data.beir import write_beir
+    from korag.data.domain import domain_rows, load_domain
+
+    rs = load_domain(kobill)
+    answers = {r["id"]: [r["answer"]] for r in domain_rows()}
+    try:
+        write_beir(rs, output, answers=answers, overwrite=overwrite)
+    except FileExistsError:
+        raise ConfigError(f"{output} exists and is not empty; pass --overwrite to replace it") from None
+    out.print(
+        f"wrote {output}: {len(rs.corpus):,} bill passages, {len(rs.queries):,} questions, "
+        f"{rs.qrels.num_pairs():,} judgements (split 'test')"
+    )

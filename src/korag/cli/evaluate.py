@@ -25,6 +25,31 @@ CorpusOpt = Annotated[
     ),
 ]
 HomeOpt = Annotated[Path | None, typer.Option("--home", help="where named collections live")]
+RerankOpt = Annotated[
+    str | None,
+    typer.Option(help="rerank with this cross-encoder (korag train reranker's output, or its model/)"),
+]
+RerankKOpt = Annotated[int, typer.Option("--rerank-k", help="candidates of the retriever the cross-encoder reranks")]
+
+
+def check_rerank(rerank: str, rerank_k: int, *, own_documents: bool = False) -> None:
+    """Refuse a missing or untrained reranker (or a bad depth) before any data is read."""
+    from korag.cli.common import require_extra
+    from korag.retrieval.rerank import check_reranker
+
+    if own_documents:
+        raise ConfigError("--rerank evaluates BEIR/QA data; with --corpus (your own documents) it is not supported yet")
+    check_k(rerank_k, "--rerank-k")
+    require_extra("dense", "--rerank")
+    check_reranker(rerank)
+
+
+def with_reranker(r, rerank: str, rerank_k: int, *, corpus=None, **settings):
+    """`r` with its top `rerank_k` reordered by the cross-encoder at `rerank` (reading the
+    passages of `corpus`, or of `r` when None)."""
+    from korag.retrieval.rerank import CrossEncoderReranker, RerankingRetriever
+
+    return RerankingRetriever(r, CrossEncoderReranker(rerank, **settings), rerank_k=rerank_k, corpus=corpus)
 
 
 @app.command("retrieval")
@@ -53,7 +78,10 @@ def eval_retrieval(
     k1: Annotated[float, typer.Option(help="BM25 k1")] = 1.5,
     b: Annotated[float, typer.Option(help="BM25 b")] = 0.75,
     method: Annotated[str, typer.Option(help="BM25 variant: lucene, robertson, atire, bm25l, bm25+")] = "lucene",
-    fusion: Annotated[str, typer.Option(help="hybrid fusion: rrf | weighted")] = "rrf",
+    fusion: Annotated[
+        str | None,
+        typer.Option(help="hybrid fusion: rrf | weighted | adaptive [default: adaptive with --tune-split, else rrf]"),
+    ] = None,
     weights: Annotated[str | None, typer.Option(help="hybrid weights in member order, e.g. 0.7,0.3")] = None,
     tune_split: Annotated[str | None, typer.Option(help="choose hybrid weights on this split's queries")] = None,
     batch_size: Annotated[int, typer.Option(help="dense encoding batch size")] = 32,
@@ -67,9 +95,13 @@ def eval_retrieval(
         Path | None, typer.Option(help="expand queries with this synonym dictionary (bm25, sparse)")
     ] = None,
     expansion_weight: Annotated[float, typer.Option(help="weight of expanded terms relative to the query")] = 0.5,
+    rerank: RerankOpt = None,
+    rerank_k: RerankKOpt = 30,
 ) -> None:
     """Index the corpus, search the split's queries, print and save MRR/nDCG/Recall and timings.
-    With --corpus: answer recall@k and MRR of your own documents for a questions file."""
+    With --rerank: the retriever's top --rerank-k reordered by a cross-encoder (its cost in
+    rerank_ms_per_query). With --corpus: answer recall@k and MRR of your own documents for a
+    questions file."""
     from korag.data.load import as_retrieval_set, load
     from korag.eval.ir import DEFAULT_METRICS
     from korag.eval.tables import metric_table
@@ -77,8 +109,13 @@ def eval_retrieval(
     from korag.retrieval.factory import check_models, make_retriever, parse_weights
 
     check_k(k)
+    fusion = fusion or ("adaptive" if tune_split else "rrf")
+    if fusion == "adaptive" and not tune_split:
+        raise ConfigError("adaptive fusion is learned from judged questions: add --tune-split SPLIT")
     member_list = [m.strip() for m in members.split(",")] if members else None
     check_models(retriever, model=model, sparse_model=sparse_model, members=member_list)  # before any data is read
+    if rerank is not None:
+        check_rerank(rerank, rerank_k, own_documents=bool(corpus))
     if corpus:
         cfg = _collection_config(model, sparse_model, tokenizer, k1, b, fusion, weights)
         _eval_own_retrieval(Path(data_dir), corpus, cfg, retriever, k, home, output)
@@ -112,12 +149,16 @@ def eval_retrieval(
         tune_set = as_retrieval_set(load(data_dir, split=tune_split))
         r.index(dataset.corpus, show_progress=True)
         tuning = tune_hybrid(r, tune_set)
-        out.print(f"hybrid weights tuned on '{tune_split}' ({tuning['queries']} queries): {tuning['weights']}")
+        _print_tuning(tuning, tune_split)
+    first_stage = r
+    if rerank is not None:
+        r = with_reranker(r, rerank, rerank_k, batch_size=batch_size, precision=precision)
     result = evaluate_retriever(
         r, dataset, k=k, metrics=metric or DEFAULT_METRICS, show_progress=True, index=tuning is None
     )
     described = r.describe()
-    efficiency = [m.efficiency() for m in getattr(r, "retrievers", [r]) if hasattr(m, "efficiency")]
+    stages = getattr(first_stage, "retrievers", [first_stage])
+    efficiency = [m.efficiency() for m in stages if hasattr(m, "efficiency")]
     title = f"{retriever} ({described['name']}) on {data_dir} [{split}]"
     out.print(metric_table(title, result.metrics, result.timings))
     for e in efficiency:
@@ -132,6 +173,17 @@ def eval_retrieval(
         payload = result.to_json(retriever=described, data={"path": str(data_dir), "split": split}, k=k, **extra)
         atomic.write_json(output, payload)
         out.print(f"wrote {output}")
+
+
+def _print_tuning(tuning: dict, split: str) -> None:
+    if "combiner" in tuning:
+        cv = ", ".join(f"{n} {v:.4f}" for n, v in tuning["combiner"]["cv_mrr@10"].items())
+        out.print(
+            f"adaptive fusion fitted on '{split}' ({tuning['queries']} queries; 5-fold MRR@10: {cv}): "
+            f"{tuning['chosen']}"
+        )
+    else:
+        out.print(f"hybrid weights tuned on '{split}' ({tuning['queries']} queries): {tuning['weights']}")
 
 
 def _refuse_questions_without_corpus(data: str) -> None:

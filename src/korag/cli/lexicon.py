@@ -153,11 +153,25 @@ def lexicon_synonyms(
     llm: Annotated[str | None, typer.Option(help="verify candidates with this LLM (yes/no prompt)")] = None,
     min_count: Annotated[int, typer.Option(help="minimum occurrences of a bracket gloss")] = 1,
     format: Annotated[str, typer.Option(help="input format")] = "auto",
+    enhance: Annotated[
+        Path | None,
+        typer.Option(
+            help="re-score this dictionary instead (LLM yes/no + corpus evidence in PATH); report kept/dropped"
+        ),
+    ] = None,
+    min_seen: Annotated[int, typer.Option(help="--enhance: documents each form must appear in")] = 1,
+    keep_rejected: Annotated[
+        bool, typer.Option(help="--enhance: keep LLM-rejected pairs with weight 0 instead of dropping them")
+    ] = False,
 ) -> None:
-    """Korean–English pairs from bracket glosses, embedding similarity and LLM verification."""
+    """Korean–English pairs from bracket glosses, embedding similarity and LLM verification;
+    with --enhance, an existing dictionary's entries re-checked (LLM yes/no, corpus evidence)."""
     from korag.synth.synonyms import corpus_terms, embedding_candidates, pattern_candidates, verify_with_llm
     from korag.text.synonyms import SynonymDict
 
+    if enhance is not None:
+        _enhance(path, format, output, enhance, llm, min_seen, keep_rejected)
+        return
     texts = _corpus(path, format).contents()
     found = SynonymDict(pattern_candidates(texts, min_count=min_count))
     out.print(f"bracket glosses: {len(found)} pairs")
@@ -179,3 +193,104 @@ def lexicon_synonyms(
         table.add_row(e.korean, e.english, ",".join(sorted(e.sources)), f"{e.weight:.2f}")
     out.print(table)
     out.print(f"wrote {output}")
+
+
+def _llm_generator(spec: str | None):
+    """A generator for lexicon commands (the offline default when `spec` is None)."""
+    from korag.cli.common import require_extra
+    from korag.synth.llm import DEFAULT_LLM, make_generator
+
+    spec = spec or DEFAULT_LLM
+    if not spec.startswith(("http://", "https://", "@")) and "," not in spec:
+        require_extra("llm", f"the local LLM {spec!r}")
+    return make_generator(spec)
+
+
+def _synonym_table(title: str, entries) -> Table:
+    table = Table(title=title)
+    for col in ("korean", "english", "sources", "weight", "ko docs", "en docs", "both"):
+        table.add_column(col)
+    for e in list(entries)[:30]:
+        s = e.scores
+        counts = [f"{s[k]:.0f}" if k in s else "–" for k in ("corpus_ko", "corpus_en", "cooccur")]
+        table.add_row(e.korean, e.english, ",".join(sorted(e.sources)), f"{e.weight:.2f}", *counts)
+    return table
+
+
+def _counts_table(title: str, counts: dict[str, int]) -> Table:
+    table = Table(title=title)
+    table.add_column("step")
+    table.add_column("count", justify="right")
+    for k, v in counts.items():
+        table.add_row(k.replace("_", " "), str(v))
+    return table
+
+
+def _save_counts(output: Path, counts: dict[str, int], gen) -> Path:
+    from korag import atomic
+
+    path = output.with_name(f"{output.stem}.report.json")
+    atomic.write_json(path, {"counts": counts, "generator": gen.describe()})
+    return path
+
+
+def _enhance(path, format, output, dictionary, llm, min_seen, keep_rejected) -> None:
+    from korag.synth.synonyms import enhance_dictionary
+    from korag.text.synonyms import SynonymDict
+
+    before = SynonymDict.load(dictionary)  # a malformed dictionary fails before the LLM loads
+    texts = _corpus(path, format).contents()
+    gen = _llm_generator(llm)
+    kept, counts = enhance_dictionary(before, texts, gen, min_seen=min_seen, keep_rejected=keep_rejected)
+    result = SynonymDict(kept)
+    result.save(output)
+    out.print(_counts_table(f"re-scored {dictionary}", counts))
+    out.print(_synonym_table(f"{len(result)} synonym pairs", result))
+    report = _save_counts(output, counts, gen)
+    out.print(
+        f"kept {counts['kept']}, dropped {counts['rejected'] + counts['unseen']}; wrote {output} (counts: {report})"
+    )
+
+
+@app.command("discover")
+def lexicon_discover(
+    path: Annotated[str, typer.Argument(help="corpus whose frequent terms are looked up")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="synonym dictionary (JSON)")],
+    llm: Annotated[str | None, typer.Option(help="LLM proposing and checking pairs [default: gemma3-270m]")] = None,
+    terms: Annotated[int, typer.Option(help="most frequent Korean terms, and as many English, to look up")] = 50,
+    tokenizer: Annotated[
+        str | None, typer.Option(help="korag tokenizer counting Korean terms (default: words, particles stripped)")
+    ] = None,
+    min_count: Annotated[int, typer.Option(help="occurrences a term needs to be looked up")] = 2,
+    min_seen: Annotated[int, typer.Option(help="documents the proposed form must appear in")] = 1,
+    min_cooccur: Annotated[int, typer.Option(help="documents holding both forms (0: not required)")] = 0,
+    merge: Annotated[Path | None, typer.Option(help="add the discoveries to this existing dictionary")] = None,
+    progress: Annotated[Path | None, typer.Option(help="resumable progress file of the LLM's proposals")] = None,
+    format: Annotated[str, typer.Option(help="input format")] = "auto",
+) -> None:
+    """LLM synonym discovery: the other-language equivalent of the corpus' frequent terms,
+    kept when the LLM's yes/no check agrees and the corpus holds the proposed form."""
+    from korag.synth.synonyms import discover_synonyms
+    from korag.text.synonyms import SynonymDict
+
+    known = SynonymDict.load(merge) if merge else SynonymDict()
+    texts = _corpus(path, format).contents()
+    gen = _llm_generator(llm)
+    found, counts = discover_synonyms(
+        texts,
+        gen,
+        terms=terms,
+        tokenizer=tokenizer,
+        min_count=min_count,
+        min_seen=min_seen,
+        min_cooccur=min_cooccur,
+        known=known,
+        progress_file=progress,
+        show_progress=True,
+    )
+    result = known.merge(found)
+    result.save(output)
+    out.print(_counts_table("LLM synonym discovery", counts))
+    out.print(_synonym_table(f"{len(found)} new synonym pairs", found))
+    report = _save_counts(output, counts, gen)
+    out.print(f"wrote {len(result)} pairs ({len(found)} new) to {output} (counts: {report})")

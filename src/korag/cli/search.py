@@ -31,6 +31,14 @@ def index(
     method: Annotated[str, typer.Option(help="BM25 variant: lucene, robertson, atire, bm25l, bm25+")] = "lucene",
     strict: Annotated[bool, typer.Option("--strict", help="stop at the first file that cannot be read")] = False,
     overwrite: OverwriteOpt = False,
+    expand_with: Annotated[
+        Path | None,
+        typer.Option(
+            help="doc2query: append each passage's generated queries (korag synth queries' JSONL) to its "
+            "indexed text; results still show the original passage"
+        ),
+    ] = None,
+    expand_max: Annotated[int | None, typer.Option(help="--expand-with: at most N queries per passage")] = None,
 ) -> None:
     """Build a BM25 index over any loadable data and save it (with the passages, for results)."""
     from korag.data.folder import LoadReport
@@ -40,11 +48,21 @@ def index(
     if output.exists() and any(output.iterdir()) and not overwrite:
         raise ConfigError(f"{output} exists and is not empty; pass --overwrite to replace it")
     r = BM25Retriever(tokenizer, k1=k1, b=b, method=method)  # settings checked before the data is read
+    if expand_with is not None:
+        from korag.retrieval.expansion_docs import ExpandedRetriever, read_expansions
+
+        # read before the data: a malformed expansion file fails fast
+        r = ExpandedRetriever(r, read_expansions(expand_with), max_per_doc=expand_max, source=str(expand_with))
     report = LoadReport()
     corpus = corpus_of(load(data, show_progress=True, strict=strict, report=report))
     r.index(corpus, show_progress=True)
     r.save(output, overwrite=overwrite)
     out.print(f"indexed {len(corpus):,} passages into {output}")
+    if expand_with is not None:
+        st = r.stats  # type: ignore[attr-defined]
+        out.print(f"expanded {st.documents:,} passages with {st.queries:,} generated queries from {expand_with}")
+        if st.unknown_documents:
+            err.print(f"[yellow]{st.unknown_documents} expansion document id(s) are not in {data}: ignored[/]")
     print_load_report(report)
     if report.skipped:
         err.print(f"{len(report.skipped)} file(s) skipped; --strict stops at the first instead")
@@ -62,18 +80,30 @@ def search(
     ] = None,
     home: Annotated[Path | None, typer.Option("--home", help="where named collections live")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the results as JSON")] = False,
+    rerank: Annotated[
+        str | None,
+        typer.Option(help="rerank with this cross-encoder (korag train reranker's output, or its model/)"),
+    ] = None,
+    rerank_k: Annotated[int, typer.Option("--rerank-k", help="candidates the cross-encoder reranks")] = 30,
 ) -> None:
     """Search a saved index or a collection and print the top-k passages per query, with their
-    file and pages."""
+    file and pages; --rerank reorders the index's top --rerank-k with a cross-encoder."""
     from korag.collections.store import CONFIG_FILE, Collection, collection_path
     from korag.pipeline.artifacts import open_index_dir
     from korag.retrieval.base import load_retriever
     from korag.retrieval.hits import ranking_hits
 
     check_k(k)
+    if rerank is not None:
+        from korag.cli.evaluate import check_rerank
+
+        check_rerank(rerank, rerank_k)
     coll_dir = collection_path(index_dir, home)
     if (coll_dir / CONFIG_FILE).is_file() and not Path(index_dir, "retriever.json").is_file():
-        hits = Collection.open(coll_dir).batch_search(query, k, retriever=retriever)
+        from korag.collections.config import RerankSettings
+
+        chosen = RerankSettings(model=rerank, k=rerank_k) if rerank is not None else None  # None: the collection's
+        hits = Collection.open(coll_dir).batch_search(query, k, retriever=retriever, rerank=chosen)
     else:
         if retriever is not None:
             raise ConfigError("--retriever chooses among a collection's retrievers; a saved index has one")
@@ -83,6 +113,10 @@ def search(
             from korag.data.load import corpus_of, load
 
             corpus = corpus_of(load(data))
+        if rerank is not None:
+            from korag.cli.evaluate import with_reranker
+
+            r = with_reranker(r, rerank, rerank_k, corpus=corpus)  # the index's passages, or --data's
         hits = ranking_hits(r.search(query, k=k), corpus)
     if as_json:
         payload = [{"query": q, "results": [h.to_dict() for h in hs]} for q, hs in zip(query, hits, strict=True)]

@@ -1,6 +1,7 @@
-"""`korag train dense|sparse` (and, registered by `korag.cli.memory`, ``clara`` and ``pqa``).
+"""`korag train dense|sparse|reranker` (and, registered by `korag.cli.memory`, ``clara`` and ``pqa``).
 
-Every setting of a trainer is its library config (`DenseTrainConfig`, `SparseTrainConfig`):
+Every setting of a trainer is its library config (`DenseTrainConfig`, `SparseTrainConfig`,
+`RerankerTrainConfig`):
 ``--config FILE.yaml`` and ``--set key=value`` reach all of them, ``--show-config`` prints them,
 and the everyday ones have flags whose help and defaults come from the config's fields.
 """
@@ -13,7 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from korag.cli.common import ConfigOpt, SetOpt, ShowConfigOpt, config_from, flag, out, require_extra
-from korag.training.config import DenseTrainConfig, SparseTrainConfig
+from korag.training.config import DenseTrainConfig, RerankerTrainConfig, SparseTrainConfig
 
 app = typer.Typer(help="Train retrievers and memory models.", no_args_is_help=True)
 
@@ -122,3 +123,49 @@ def train_sparse_cmd(
     resolve_model_path(settings.base)
     result = train_sparse(_train_split(data), settings, output, resume=resume)
     report_training(f"sparse training ({settings.mode})", result, output)
+
+
+@app.command("reranker")
+def train_reranker_cmd(
+    data: DataArg,
+    output: OutputOpt,
+    base: flag(str, RerankerTrainConfig, "base") = None,
+    loss: flag(str, RerankerTrainConfig, "loss") = None,
+    lora: flag(bool, RerankerTrainConfig, "lora", "--lora/--full") = None,
+    epochs: flag(float, RerankerTrainConfig, "epochs") = None,
+    max_steps: flag(int, RerankerTrainConfig, "max_steps") = None,
+    batch_size: flag(int, RerankerTrainConfig, "batch_size") = None,
+    learning_rate: flag(float, RerankerTrainConfig, "learning_rate") = None,
+    hard_negatives: flag(int, RerankerTrainConfig, "hard_negatives") = None,
+    negatives_from: flag(str, RerankerTrainConfig, "negatives_from") = None,
+    max_seq_length: flag(int, RerankerTrainConfig, "max_seq_length") = None,
+    rerank_depth: flag(int, RerankerTrainConfig, "rerank_depth") = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    show_config: ShowConfigOpt = False,
+    resume: ResumeOpt = True,
+) -> None:
+    """Train a cross-encoder reranker (listwise or BCE, mined hard negatives, LoRA or full) with
+    TensorBoard logs; use it with --rerank in `korag eval retrieval` and `korag search`."""
+    flags = _flags(
+        base=base,
+        loss=loss,
+        lora=lora,
+        epochs=epochs,
+        max_steps=max_steps,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        hard_negatives=hard_negatives,
+        negatives_from=negatives_from,
+        max_seq_length=max_seq_length,
+        rerank_depth=rerank_depth,
+    )
+    settings = config_from(RerankerTrainConfig, config=config, sets=set_, flags=flags, show=show_config)
+    require_extra("dense", "korag train reranker")
+    from korag.models.encoder import resolve_model_path
+    from korag.training.reranker import check_config, train_reranker
+
+    resolve_model_path(settings.base)  # a mistyped --base fails before the data is read
+    check_config(settings)
+    result = train_reranker(_train_split(data), settings, output, resume=resume)
+    report_training(f"reranker training ({settings.loss})", result, output)

@@ -13,7 +13,9 @@ A reader turns a question and its numbered passages into an answer:
   Its answers cite nothing by themselves; every passage it was given is listed as a source.
 
 Citations are parsed from the answer (``[2]``, ``[1, 3]``, ``[1][2]``); numbers that name no
-passage are dropped and counted, so a small model's invented ``[7]`` cannot point nowhere.
+passage are dropped and counted, so a small model's invented ``[7]`` cannot point nowhere. A
+model's citations are its claim; `Answer.supported` is the check: the passages whose text
+contains the answer (strict match), which a small reader's citations often miss.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any, Literal, Protocol
 from pydantic import Field
 
 from korag.errors import ConfigError
+from korag.eval.qa import contains_answer
 from korag.retrieval.hits import Hit
 from korag.util.config import StrictModel
 
@@ -38,12 +41,15 @@ _RULES = (
     "아래 자료만 근거로 질문에 짧게 답한다. 답 끝에 근거가 된 자료의 번호를 [번호]로 적는다. "
     f'자료에 답이 없으면 "{NO_ANSWER}"라고 답한다.'
 )
-# One worked example for base models: the format (a short phrase, then [n]) and that the cited
-# number is the passage that holds the answer, not the first one.
+# Two worked examples for base models: the format (a short phrase, then [n]), and that the number
+# is the passage holding the answer — with one example citing [2], Gemma 3 270M cited [2] whatever
+# the passages; with these two it cited the right passage in 2 of 5 probes (it remains a 270M model).
 _EXAMPLE = (
-    "자료:\n[1] 설악산은 강원도 속초시와 인제군, 양양군에 걸쳐 있는 산이다.\n"
-    "[2] 한라산은 제주도 중앙에 있는 산으로, 높이는 1,947미터이다.\n"
-    "질문: 한라산의 높이는?\n답: 1,947미터 [2]\n\n"
+    "자료:\n[1] 한라산은 제주도 중앙에 있는 산으로, 높이는 1,947미터이다.\n"
+    "[2] 설악산은 강원도 속초시와 인제군, 양양군에 걸쳐 있는 산이다.\n"
+    "질문: 한라산의 높이는?\n답: 1,947미터 [1]\n\n"
+    "자료:\n[1] 경주는 신라의 수도였다.\n[2] 백제의 마지막 수도는 사비, 지금의 부여이다.\n"
+    "[3] 고구려는 평양으로 수도를 옮겼다.\n질문: 백제의 마지막 수도는?\n답: 사비 [2]\n\n"
 )
 _CLOSED_EXAMPLE = "질문: 한라산이 있는 섬은?\n답: 제주도\n\n"
 _CITATION = re.compile(r"\[(\s*\d+(?:\s*[,，]\s*\d+)*\s*)\]")
@@ -75,6 +81,7 @@ class Answer:
     sources: list[Hit]
     cited: list[int] = field(default_factory=list)
     invalid_citations: int = 0
+    supported: list[int] = field(default_factory=list)  # sources whose text contains the answer
     raw: str = ""
     retriever: str = ""
     reader: dict[str, Any] = field(default_factory=dict)
@@ -88,8 +95,15 @@ class Answer:
             "raw": self.raw,
             "cited": self.cited,
             "invalid_citations": self.invalid_citations,
+            "supported": self.supported,
             "sources": [
-                {"n": i, **h.to_dict(), "text": h.text[:excerpt_chars], "cited": i in self.cited}
+                {
+                    "n": i,
+                    **h.to_dict(),
+                    "text": h.text[:excerpt_chars],
+                    "cited": i in self.cited,
+                    "supports": i in self.supported,
+                }
                 for i, h in enumerate(self.sources, start=1)
             ],
             "retriever": self.retriever,
@@ -213,13 +227,18 @@ class AskSettings(StrictModel):
         description="gemma3-270m (offline), a model directory or .gguf, llamacpp:FILE, an http(s):// "
         "OpenAI-compatible URL (vLLM, llama.cpp server), or clara:DIR (a trained CLaRa model)",
     )
-    k: int = Field(5, ge=1, description="passages to retrieve and read")
+    # 3, not 5: Gemma 3 270M reads a 3-passage prompt (~1,500 tokens) in ~3 s on 2 cores
+    k: int = Field(3, ge=1, description="passages to retrieve and read")
     retriever: Literal["bm25", "dense", "sparse", "hybrid"] | None = Field(
         None, description="bm25 | dense | sparse | hybrid [default: the collection's]"
     )
     style: PromptStyle = Field("auto", description="prompt style: auto | completion (base models) | chat")
     max_tokens: int = Field(128, ge=1, description="longest answer, in tokens")
     model_name: str | None = Field(None, description="the model name an OpenAI-compatible server expects")
+    rerank: str | None = Field(
+        None, description="rerank the retriever's candidates with this cross-encoder [default: the collection's]"
+    )
+    rerank_k: int = Field(30, ge=1, description="candidates the cross-encoder reorders (with rerank)")
 
 
 def make_reader(
@@ -283,6 +302,7 @@ class AskStream:
             self.sources,
             cited,
             invalid,
+            [i for i, h in enumerate(self.sources, 1) if text and contains_answer(h.text, [text])],
             raw,
             self.retriever,
             self.reader.describe(),

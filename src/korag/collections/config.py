@@ -4,11 +4,12 @@ passages and which retrievers index them."""
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from korag.data.chunk import ChunkConfig
+from korag.errors import ConfigError
 from korag.text.tokenize import DEFAULT_TOKENIZER
 from korag.util.config import StrictModel
 
@@ -45,9 +46,38 @@ class SparseSettings(StrictModel):
 class FusionSettings(StrictModel):
     """How the hybrid combines its members."""
 
-    method: Literal["rrf", "weighted"] = Field("rrf", description="hybrid fusion: rrf | weighted")
+    method: Literal["rrf", "weighted", "adaptive"] = Field(
+        "rrf", description="hybrid fusion: rrf | weighted | adaptive (fitted by `korag collection tune`)"
+    )
     weights: list[float] | None = None
     rrf_k: int = Field(60, gt=0)
+    combiner: dict[str, Any] | None = Field(
+        None, description="adaptive: the fitted combiner (korag.retrieval.adaptive), written by tuning"
+    )
+
+    @model_validator(mode="after")
+    def _adaptive_needs_combiner(self) -> FusionSettings:
+        if self.method == "adaptive" and self.combiner is None:
+            raise ValueError("adaptive fusion is fitted on your questions: korag collection tune NAME QUESTIONS.jsonl")
+        return self
+
+
+class RerankSettings(StrictModel):
+    """A cross-encoder that reorders the retriever's first candidates on every search and ask."""
+
+    model: str = Field(description="a reranker directory (korag train reranker's output, or its model/)")
+    k: int = Field(30, gt=0, description="the retriever's candidates the cross-encoder reorders")
+    batch_size: int = Field(32, gt=0)
+
+
+class EngineSettings(StrictModel):
+    """Where the indexes live: embedded (files in the collection's directory) or a Milvus
+    server. The token of a secured Milvus is read from an environment variable, never stored."""
+
+    kind: Literal["embedded", "milvus"] = Field("embedded", description="embedded | milvus")
+    uri: str | None = Field(None, description="milvus: a Milvus Lite file (./korag.db) or a server (http://host:19530)")
+    token_env: str = Field("MILVUS_TOKEN", description="milvus: the environment variable holding the token, if any")
+    collection: str | None = Field(None, description="milvus: the Milvus collection [default: from the name]")
 
 
 class CollectionConfig(StrictModel):
@@ -60,9 +90,17 @@ class CollectionConfig(StrictModel):
     dense: DenseSettings | None = None
     sparse: SparseSettings | None = None
     fusion: FusionSettings = FusionSettings()
+    rerank: RerankSettings | None = None
+    engine: EngineSettings = EngineSettings()
     default_retriever: Literal["auto", "bm25", "dense", "sparse", "hybrid"] = Field(
         "auto", description="bm25 | dense | sparse | hybrid | auto (the hybrid of all, or BM25 when alone)"
     )
+
+    @model_validator(mode="after")
+    def _engine_has_a_place(self) -> CollectionConfig:
+        if self.engine.kind == "milvus" and not self.engine.uri:
+            raise ValueError("engine.uri: a Milvus engine needs a Lite file (./korag.db) or a server URL")
+        return self
 
     @field_validator("name")
     @classmethod
@@ -82,5 +120,5 @@ class CollectionConfig(StrictModel):
             kind = "hybrid" if len(self.retrievers()) > 1 else "bm25"
         available = [*self.retrievers(), *(["hybrid"] if len(self.retrievers()) > 1 else [])]
         if kind not in available:
-            raise ValueError(f"collection {self.name!r} has no {kind} retriever (it has: {', '.join(available)})")
+            raise ConfigError(f"collection {self.name!r} has no {kind} retriever (it has: {', '.join(available)})")
         return kind

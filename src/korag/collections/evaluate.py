@@ -82,12 +82,40 @@ def evaluate_retrieval(
     }
 
 
+def tune_fusion(collection: Collection, questions: Sequence[QAExample], *, depth: int = 100) -> dict[str, Any]:
+    """Fit the collection's adaptive fusion on `questions` (a passage among the members' top
+    `depth` is relevant when it holds a reference answer) and save it as the collection's fusion;
+    returns the combiner with its cross-validated comparison to each member, RRF and weighted."""
+    from korag.data.schema import Qrels
+    from korag.retrieval.adaptive import fit_adaptive
+
+    if len(collection.config.retrievers()) < 2:
+        raise ConfigError(
+            f"collection {collection.name!r} has one retriever ({collection.config.retrievers()[0]}): "
+            "fusion needs a dense or sparse model beside BM25"
+        )
+    queries = Queries([q.id for q in questions], [q.question for q in questions])
+    rankings = collection.member_rankings(queries, depth)
+    passages = collection.passages()
+    judged: dict[str, dict[str, int]] = {}
+    rows = [dict(r.items()) for r in rankings]
+    for q in questions:
+        candidates = {pid for row in rows for pid, _ in row.get(q.id, [])}
+        found = {pid: 1 for pid in candidates if contains_answer(passages.get(pid).text, q.answers)}
+        if found:
+            judged[q.id] = found
+    combiner = fit_adaptive(rankings, Qrels(judged))
+    combiner["unanswered"] = len(questions) - len(judged)
+    collection.set_fusion(collection.config.fusion.model_copy(update={"method": "adaptive", "combiner": combiner}))
+    return combiner
+
+
 def evaluate_ask(
     collection: Collection,
     questions: Sequence[QAExample],
     reader: Reader,
     *,
-    k: int = 5,
+    k: int = 3,
     retriever: str | None = None,
     closed_book: bool = True,
     show_progress: bool = False,

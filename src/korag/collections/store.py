@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from korag import __version__, atomic
-from korag.collections.config import CollectionConfig
+from korag.collections.config import CollectionConfig, FusionSettings, RerankSettings
 from korag.data.folder import DOCUMENT_SUFFIXES, list_documents, load_files
 from korag.data.schema import Corpus, Document, Queries, Ranking
 from korag.errors import ConfigError, DataError
@@ -171,6 +171,19 @@ class _State:
     documents: dict[str, DocumentEntry]
     passages: Corpus
     retrievers: dict[str, Any] = field(default_factory=dict)
+    _keys: dict[str, str] | None = None
+
+    def keys(self) -> dict[str, str]:
+        """Each passage's row key in a Milvus engine (its id and its document's hash)."""
+        if self._keys is None:
+            from korag.collections.milvus_engine import row_key
+
+            metas = self.passages.metas or [{}] * len(self.passages)
+            self._keys = {
+                pid: row_key(pid, self.documents[m["document"]].sha256)
+                for pid, m in zip(self.passages.ids, metas, strict=True)
+            }
+        return self._keys
 
 
 def _gen_name(n: int) -> str:
@@ -196,6 +209,8 @@ class Collection:
         self._state: _State | None = None
         self._models: dict[str, Any] = {}  # "dense"/"sparse" → the model, loaded once per instance
         self._readers: dict[str, Reader] = {}
+        self._encoders: dict[str, Any] | None = None  # Milvus engine: dense/sparse encoders
+        self._milvus = None  # Milvus engine: the MilvusIndexes, connected on first use
 
     # -- opening -------------------------------------------------------------------------------
     @classmethod
@@ -220,7 +235,10 @@ class Collection:
             )
             atomic.write_text(tmp / HEAD_FILE, _gen_name(0) + "\n")
         log.info("created collection %s at %s", config.name, root)
-        return cls(root, config, device=device)
+        coll = cls(root, config, device=device)
+        if config.engine.kind == "milvus":
+            coll._engine()  # connect and create the Milvus collection now: a wrong URI fails here
+        return coll
 
     @classmethod
     def open(cls, root: str | Path, *, device: str = "auto") -> Collection:
@@ -291,29 +309,81 @@ class Collection:
             "pages": sum(d.pages or 0 for d in state.documents.values()),
             "retrievers": self.config.retrievers(),
             "default_retriever": self.config.resolve(None),
+            "engine": self.config.engine.kind,
             "bytes": size,
             "config": self.config.model_dump(mode="json"),
         }
 
-    def retriever(self, kind: str | None = None):
+    def retriever(self, kind: str | None = None, *, weights: Sequence[float] | None = None):
         """The retriever a search with `kind` (bm25, dense, sparse, hybrid; default: the
-        collection's) uses, loaded for the current generation."""
+        collection's) uses, loaded for the current generation; `weights` override the hybrid's
+        fusion weights."""
+        return self._retriever(self._current(), kind, weights)
+
+    def _retriever(self, state: _State, kind: str | None, weights: Sequence[float] | None = None):
         kind = self.config.resolve(kind)
-        state = self._current()
         if not len(state.passages):
             raise DataError(self.root, f"collection {self.name!r} is empty: korag add {self.name} FILES")
+        if self.config.engine.kind == "milvus":
+            return self._milvus_retriever(state, kind, weights)
         if kind == "hybrid":
             from korag.retrieval.fusion import HybridRetriever
 
             f = self.config.fusion
             members = [self._member(state, m) for m in self.config.retrievers()]
-            return HybridRetriever(members, method=f.method, weights=f.weights, rrf_k=f.rrf_k)
+            if weights is not None and len(weights) != len(members):
+                raise ConfigError(
+                    f"{len(members)} hybrid members ({', '.join(self.config.retrievers())}) need as many weights"
+                )
+            method = "weighted" if weights is not None else f.method
+            return HybridRetriever(
+                members, method=method, weights=weights or f.weights, rrf_k=f.rrf_k, combiner=f.combiner
+            )
+        if weights is not None:
+            raise ConfigError("fusion weights apply to the hybrid retriever only")
         return self._member(state, kind)
+
+    def _milvus_retriever(self, state: _State, kind: str, weights: Sequence[float] | None):
+        from korag.collections.milvus_engine import MilvusRetriever
+
+        f = self.config.fusion
+        return MilvusRetriever(
+            self._engine(),
+            kind,
+            bm25=self._member(state, "bm25"),
+            encoders=self._encoder_members(),
+            key_of=state.keys(),
+            passages=state.passages,
+            method="weighted" if weights is not None else f.method,
+            weights=weights if weights is not None else f.weights,
+            rrf_k=f.rrf_k,
+            combiner=f.combiner,
+        )
+
+    def _encoder_members(self) -> dict[str, Any]:
+        """Milvus engine: the dense and sparse retrievers used only to encode (no local index)."""
+        if self._encoders is None:
+            self._encoders = {k: self._new_member(k) for k in self.config.retrievers() if k != "bm25"}
+        return self._encoders
+
+    def _engine(self):
+        """Milvus engine: the connected `MilvusIndexes` (created on first use)."""
+        if self._milvus is None:
+            from korag.collections.milvus_engine import MilvusIndexes, dense_dim
+
+            encoders = self._encoder_members()
+            dim = dense_dim(encoders["dense"]) if "dense" in encoders else None
+            self._milvus = MilvusIndexes(self.root, self.config, dense_dim=dim)
+        return self._milvus
+
+    def _local_kinds(self) -> list[str]:
+        """The retrievers indexed in the collection's directory (with Milvus: BM25's counts only)."""
+        return ["bm25"] if self.config.engine.kind == "milvus" else self.config.retrievers()
 
     def _member(self, state: _State, kind: str):
         if kind not in state.retrievers:
             state.retrievers[kind] = self._load_member(kind, state.directory / kind)
-            state.retrievers[kind]._corpus = state.passages  # the collection keeps the passages
+            state.retrievers[kind].attach_corpus(state.passages)  # the collection keeps the passages
         return state.retrievers[kind]
 
     def _load_member(self, kind: str, path: Path):
@@ -339,6 +409,8 @@ class Collection:
         for kind in self.config.retrievers():
             if kind != "bm25" and kind not in self._models:
                 self._new_member(kind)
+        if self.config.engine.kind == "milvus":
+            self._engine()
 
     def _device(self) -> str:
         from korag.models.device import resolve_device
@@ -387,17 +459,67 @@ class Collection:
         self._models[kind] = r.model
         return r
 
-    def search(self, query: str, k: int = 10, *, retriever: str | None = None) -> list[Hit]:
+    def search(
+        self,
+        query: str,
+        k: int = 10,
+        *,
+        retriever: str | None = None,
+        weights: Sequence[float] | None = None,
+        rerank: RerankSettings | str | bool | None = None,
+    ) -> list[Hit]:
         """The top-`k` passages for `query`, with file, pages and text."""
-        return self.batch_search([query], k, retriever=retriever)[0]
+        return self.batch_search([query], k, retriever=retriever, weights=weights, rerank=rerank)[0]
 
-    def batch_search(self, queries: Sequence[str], k: int = 10, *, retriever: str | None = None) -> list[list[Hit]]:
-        """The top-`k` passages for each query."""
-        return ranking_hits(self.rank(queries, k, retriever=retriever), self.passages())
+    def batch_search(
+        self,
+        queries: Sequence[str],
+        k: int = 10,
+        *,
+        retriever: str | None = None,
+        weights: Sequence[float] | None = None,
+        rerank: RerankSettings | str | bool | None = None,
+    ) -> list[list[Hit]]:
+        """The top-`k` passages for each query (all from one generation, even while a writer
+        publishes the next), reordered by a cross-encoder when `rerank` says so (None: the
+        collection's reranker, if it has one; False: none; a reranker directory)."""
+        state = self._current()
+        r = self._reranked(state, self._retriever(state, retriever, weights), rerank)
+        ranking = r.search(list(queries), k=k)
+        return ranking_hits(ranking, state.passages)
 
-    def rank(self, queries: Queries | Sequence[str], k: int = 10, *, retriever: str | None = None) -> Ranking:
+    def rank(
+        self,
+        queries: Queries | Sequence[str],
+        k: int = 10,
+        *,
+        retriever: str | None = None,
+        rerank: RerankSettings | str | bool | None = None,
+    ) -> Ranking:
         """The ranking of passage ids for `queries` (what evaluation scores)."""
-        return self.retriever(retriever).search(queries, k=k)
+        state = self._current()
+        return self._reranked(state, self._retriever(state, retriever), rerank).search(queries, k=k)
+
+    def _reranked(self, state: _State, base, rerank: RerankSettings | str | bool | None):
+        """`base` behind the cross-encoder `rerank` names: None → the collection's own
+        (`config.rerank`, if any), False → none, a model path or `RerankSettings` → that one
+        (loaded once per instance)."""
+        if rerank is None or rerank is True:
+            wanted = rerank is True
+            rerank = self.config.rerank
+            if rerank is None and wanted:
+                raise ConfigError(f"collection {self.name!r} has no reranker: give one (--rerank DIR)")
+        if not rerank:
+            return base
+        settings = RerankSettings(model=rerank) if isinstance(rerank, str) else rerank
+        from korag.retrieval.rerank import CrossEncoderReranker, RerankingRetriever
+
+        key = f"rerank:{settings.model}:{settings.batch_size}"
+        if key not in self._models:
+            self._models[key] = CrossEncoderReranker(
+                settings.model, batch_size=settings.batch_size, device=self._device()
+            )
+        return RerankingRetriever(base, self._models[key], rerank_k=settings.k, corpus=state.passages)
 
     # -- asking -------------------------------------------------------------------------------
     def reader(self, spec: str = "gemma3-270m", **options: Any) -> Reader:
@@ -410,7 +532,13 @@ class Collection:
         return self._readers[key]
 
     def ask_stream(
-        self, question: str, *, k: int = 5, retriever: str | None = None, reader: Reader | str = "gemma3-270m"
+        self,
+        question: str,
+        *,
+        k: int = 3,
+        retriever: str | None = None,
+        reader: Reader | str = "gemma3-270m",
+        rerank: RerankSettings | str | bool | None = None,
     ) -> AskStream:
         """Retrieve `k` passages and start answering: the returned `AskStream` has the sources
         at once and yields the answer in pieces; its `answer` is complete when iteration ends."""
@@ -422,20 +550,46 @@ class Collection:
             raise ConfigError(f"k must be at least 1 (got {k})")
         chosen = self.reader(reader) if isinstance(reader, str) else reader
         t0 = time.perf_counter()
-        hits = self.search(question, k, retriever=retriever)
+        hits = self.search(question, k, retriever=retriever, rerank=rerank)
         timings = {"retrieve_seconds": time.perf_counter() - t0}
         return AskStream(question, hits, chosen, self.config.resolve(retriever), timings)
 
     def ask(
-        self, question: str, *, k: int = 5, retriever: str | None = None, reader: Reader | str = "gemma3-270m"
+        self,
+        question: str,
+        *,
+        k: int = 3,
+        retriever: str | None = None,
+        reader: Reader | str = "gemma3-270m",
+        rerank: RerankSettings | str | bool | None = None,
     ) -> Answer:
         """Retrieve `k` passages and answer from them, citing them (`korag ask`)."""
-        return self.ask_stream(question, k=k, retriever=retriever, reader=reader).result()
+        return self.ask_stream(question, k=k, retriever=retriever, reader=reader, rerank=rerank).result()
+
+    def member_rankings(self, queries: Queries | Sequence[str], depth: int = 100) -> list[Ranking]:
+        """Each hybrid member's ranking of `queries` (what adaptive fusion is fitted on)."""
+        state = self._current()
+        if self.config.engine.kind == "milvus":
+            return [self._milvus_retriever(state, m, None).search(queries, k=depth) for m in self.config.retrievers()]
+        return [self._member(state, m).search(queries, k=depth) for m in self.config.retrievers()]
+
+    def set_fusion(self, fusion: FusionSettings) -> None:
+        """Replace the hybrid's fusion settings (they change no index) and save them, under the
+        writer lock so a concurrent add keeps them."""
+        with self._writing():
+            path = self.root / CONFIG_FILE
+            info = json.loads(path.read_text(encoding="utf-8"))
+            config = self.config.model_copy(update={"fusion": fusion})
+            info["config"] = config.model_dump(mode="json")
+            atomic.write_json(path, info)
+            self.config = config
 
     # -- writing -------------------------------------------------------------------------------
     @contextlib.contextmanager
     def _writing(self) -> Iterator[_State]:
-        """Hold the writer lock, clean up what a killed writer left, and yield the current state."""
+        """Hold the writer lock, clean up what a killed writer left, and yield a private copy of
+        the current generation to change: readers keep the published one until `_publish`
+        swaps it, so they never see an index half-changed."""
         from filelock import FileLock, Timeout
 
         lock = FileLock(str(self.root / LOCK_FILE))
@@ -446,12 +600,10 @@ class Collection:
             lock.acquire()
         try:
             self._clean_leftovers()
-            self._state = None  # re-read under the lock: another writer may have moved HEAD
-            try:
-                yield self._current()
-            except BaseException:
-                self._state = None  # in-memory indexes may be half-changed; HEAD is not
-                raise
+            state = self._load_state(self.head())  # under the lock: no other writer moves HEAD now
+            if self.config.engine.kind == "milvus":
+                self._engine().recover(set(state.keys().values()))
+            yield state
         finally:
             lock.release()
 
@@ -474,6 +626,9 @@ class Collection:
         retrievers = {k: r for k, r in state.retrievers.items() if k in self.config.retrievers()}
         _write_generation(directory, documents, passages, retrievers if len(passages) else {})
         atomic.write_text(self.root / HEAD_FILE, _gen_name(gen) + "\n")
+        for r in retrievers.values():
+            r.attach_corpus(passages)  # the generation's passages, not a copy per retriever
+        # one assignment: a reader holds either the old state or this one
         self._state = _State(gen, directory, documents, passages, retrievers if len(passages) else {})
         self._clean_leftovers()
         return gen
@@ -485,10 +640,12 @@ class Collection:
         strict: bool = False,
         workers: int | None = None,
         show_progress: bool = False,
+        origin: str | None = None,
     ) -> AddReport:
         """Add files and folders (searched recursively): new documents are added, changed ones
         replaced, identical ones left alone; files korag cannot read are skipped with their
-        reason (with `strict`, the first one stops the call and nothing changes)."""
+        reason (with `strict`, the first one stops the call and nothing changes). `origin`
+        labels where files came from when their paths do not last (``upload``)."""
         t0 = time.perf_counter()
         report = AddReport()
         files = self._gather(paths, report, strict)
@@ -510,7 +667,7 @@ class Collection:
                     sha256=sha,
                     passages=len(passages),
                     title=passages[0].title if passages else "",
-                    path=str(path.resolve()),
+                    path=f"{origin}:{path.name}" if origin else str(path.resolve()),
                     bytes=path.stat().st_size,
                     pages=load_report.pages.get(path.name),
                     thin_pages=load_report.thin_pages.get(path.name, []),
@@ -628,12 +785,39 @@ class Collection:
         passages = passages.concat(fresh) if len(passages) else fresh
         self._update_indexes(state, gone, fresh, len(passages), show_progress)
         report.passages_added, report.passages_removed = len(fresh), len(gone)
+        self._change(state, documents, passages, gone, fresh, report, show_progress)
+
+    def _change(
+        self,
+        state: _State,
+        documents: dict[str, DocumentEntry],
+        passages: Corpus,
+        gone: set[str],
+        fresh: Corpus,
+        report: AddReport | RemoveReport,
+        show_progress: bool = False,
+    ) -> None:
+        """Publish the next generation (with a Milvus engine: its rows written first and the
+        old ones deleted after, see `korag.collections.milvus_engine`)."""
+        if self.config.engine.kind != "milvus":
+            report.generation = self._publish(state, documents, passages)
+            return
+        from korag.collections.milvus_engine import row_key
+
+        old_keys = state.keys()
+        gone_keys = [old_keys[pid] for pid in sorted(gone)]
+        metas = fresh.metas or [{}] * len(fresh)
+        fresh_keys = [row_key(pid, documents[m["document"]].sha256) for pid, m in zip(fresh.ids, metas, strict=True)]
+        engine = self._engine()
+        bm25 = state.retrievers.get("bm25")
+        engine.write(fresh, fresh_keys, gone_keys, self._encoder_members(), bm25, show_progress=show_progress)
         report.generation = self._publish(state, documents, passages)
+        engine.finish(gone_keys, bm25 if len(passages) else None, self._state.keys() if self._state else {})
 
     def _update_indexes(self, state: _State, gone: set[str], fresh: Corpus, total: int, show_progress: bool) -> None:
         """Delete `gone` from and add `fresh` to every retriever (built new when the
         collection was empty or is left empty)."""
-        for kind in self.config.retrievers():
+        for kind in self._local_kinds():
             if total == 0:
                 state.retrievers.pop(kind, None)
                 continue
@@ -671,7 +855,7 @@ class Collection:
                 documents = {k: v for k, v in state.documents.items() if k not in set(report.removed)}
                 self._update_indexes(state, gone, Corpus.from_documents([]), len(passages), False)
                 report.passages_removed = len(gone)
-                report.generation = self._publish(state, documents, passages)
+                self._change(state, documents, passages, gone, Corpus.from_documents([]), report)
             else:
                 report.generation = state.generation
         report.seconds = time.perf_counter() - t0
@@ -679,8 +863,10 @@ class Collection:
 
 
 def _passage(p: Document, doc_id: str, file: str) -> Document:
-    """A passage as the collection stores it: its document and file named in meta."""
-    meta = {k: v for k, v in p.meta.items() if k not in ("source", "source_id")}
+    """A passage as the collection stores it: its document, file and character offsets in meta."""
+    meta = {"char_start": 0, "char_end": len(p.text)} | {
+        k: v for k, v in p.meta.items() if k not in ("source", "source_id")
+    }
     return Document(p.id, p.text, p.title, {**meta, "document": doc_id, "file": file})
 
 

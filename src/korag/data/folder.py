@@ -104,11 +104,18 @@ def load_file(
         return docs
     out: list[Document] = []
     for doc in docs:
-        pieces = chunk_document(doc, chunk)
+        pieces = [_with_offsets(p) for p in chunk_document(doc, chunk)]
         if doc.meta.get("page_spans") is not None or doc.meta.get("page_starts") is not None:
             pieces = [_with_pages(p, doc.meta, len(doc.text)) for p in pieces]
         out.extend(pieces)
     return out
+
+
+def _with_offsets(piece: Document) -> Document:
+    """A document kept whole (shorter than a passage) still says which characters it covers."""
+    if "char_start" in piece.meta:
+        return piece
+    return Document(piece.id, piece.text, piece.title, {**piece.meta, "char_start": 0, "char_end": len(piece.text)})
 
 
 def _with_pages(piece: Document, doc_meta: dict, length: int) -> Document:

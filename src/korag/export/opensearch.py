@@ -36,6 +36,7 @@ from korag.retrieval.pruning import check_prune
 from korag.util.hashing import file_sha256
 
 DOT_REPLACEMENTS = ("∙", "·", "•", "⁘", "⸱", "․")
+MAX_QUERY_WEIGHT = 64.0  # Lucene FeatureField's largest weight
 
 
 @dataclass
@@ -165,7 +166,7 @@ def export_opensearch(
     overwrite: bool = False,
 ) -> OpenSearchExport:
     """Write the ML Commons zips and configs, index mapping, ingest pipeline and query examples."""
-    from korag.models.sparse import document_tokenizer, load_sparse_encoder, query_weights, transformer_model
+    from korag.models.sparse import document_tokenizer, load_sparse_encoder, query_weights
 
     check_prune(prune_type, prune_ratio)
     model = load_sparse_encoder(model_dir)
@@ -190,18 +191,14 @@ def export_opensearch(
         enc_zip = tmp / f"{name}-{version}-torch_script.zip"
         _zip(enc_zip, {f"{name}.pt": pt, "tokenizer.json": tokenizer_bytes})
         pt.unlink()
-        model_config = {
-            "model_type": transformer_model(model).config.model_type,
-            "embedding_dimension": info.vocab_size,
-            "framework_type": "huggingface_transformers",
-        }
+        # no model_config: ML Commons refuses it for sparse models (it describes text embedders)
         enc_cfg = _register_config(
             name,
             version,
             "SPARSE_ENCODING",
             enc_zip,
             f"korag {info.mode} sparse encoder ({'expansion' if info.expansion else 'token weighting'})",
-            {"model_config": model_config},
+            {},
         )
         enc_cfg_path = tmp / "ml-commons_model_config.json"
         atomic.write_json(enc_cfg_path, enc_cfg)
@@ -209,6 +206,8 @@ def export_opensearch(
         query_model = {"model_id": "<sparse encoder model_id>"}
         if info.mode == "doc-only":
             weights = query_weights(model)
+            # Lucene's feature queries take weights in (0, 64]: one factor keeps every ranking
+            weights = weights * min(1.0, MAX_QUERY_WEIGHT / max(float(weights.max()), 1e-12))
             idf = {opensearch_token(pieces[i], dot): float(w) for i, w in enumerate(weights.tolist()) if w > 0}
             tzip = tmp / f"{name}-tokenizer-{version}.zip"
             _zip(tzip, {"tokenizer.json": tokenizer_bytes, "idf.json": json.dumps(idf, ensure_ascii=False).encode()})

@@ -5,6 +5,11 @@
 AVX512-BF16 / AMX), because emulated bf16 is slower than float32. ``KORAG_BF16=0`` turns the
 automatic choice off, which reproduces the float32 path of CPUs without bf16 on any machine
 (results differ between the two paths by rounding, and training trajectories drift apart).
+
+Under a launcher (``accelerate launch``, ``torchrun``) each process is one rank: `process_rank`
+and `is_main_process` read the launcher's environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``),
+so they answer before any process group exists and without importing PyTorch, and
+`resolve_device` gives each rank its own GPU (``cuda:LOCAL_RANK``).
 """
 
 from __future__ import annotations
@@ -15,14 +20,29 @@ import os
 from korag.errors import ConfigError
 
 
+def process_rank() -> tuple[int, int]:
+    """(this process's global rank, number of processes) as the launcher set them; (0, 1) alone."""
+    return int(os.environ.get("RANK", "0")), max(1, int(os.environ.get("WORLD_SIZE", "1")))
+
+
+def is_main_process() -> bool:
+    """Whether this process writes a run's outputs (rank 0, or the only process)."""
+    return process_rank()[0] == 0
+
+
 def resolve_device(device: str) -> str:
-    """'auto' → the accelerator if there is one, else the CPU (nothing assumes CUDA)."""
-    if device != "auto":
+    """'auto' → the accelerator if there is one, else the CPU (nothing assumes CUDA). Under a
+    launcher, 'auto' and a bare 'cuda' become this rank's GPU (``cuda:LOCAL_RANK``)."""
+    if device not in ("auto", "cuda"):
         return device
     import torch
 
     if torch.cuda.is_available():
-        return "cuda"
+        local = os.environ.get("LOCAL_RANK")
+        # several ranks on one machine must not share GPU 0
+        return f"cuda:{int(local)}" if local is not None and process_rank()[1] > 1 else "cuda"
+    if device == "cuda":
+        return device
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return "mps"
     return "cpu"
@@ -33,6 +53,12 @@ def wants_bf16(precision: str, device: str = "cpu") -> bool:
     if precision not in ("auto", "fp32", "bf16"):
         raise ConfigError(f"precision must be auto, fp32 or bf16 (got {precision!r})")
     return precision == "bf16" or (precision == "auto" and bf16_supported(device))
+
+
+def mixed_precision(precision: str, device: str = "cpu") -> str:
+    """accelerate's ``mixed_precision`` for `precision` on `device`: ``bf16`` or ``no`` (fp16 is
+    never chosen: it needs loss scaling, and bf16 hardware is what the defaults target)."""
+    return "bf16" if wants_bf16(precision, device) else "no"
 
 
 def bf16_autocast(enabled: bool, device: str = "cpu"):

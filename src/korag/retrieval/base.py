@@ -70,6 +70,11 @@ class RetrieverBase(PassageSearchMixin):
             self._corpus_dir = None
         return self._corpus
 
+    def attach_corpus(self, corpus: Corpus) -> None:
+        """Use `corpus` as the indexed documents (same ids, same order), kept elsewhere — a
+        collection's passages — instead of a copy saved beside the index."""
+        self._corpus, self._corpus_dir = corpus, None
+
     def settings(self) -> dict[str, Any]:
         """The settings that reproduce this retriever (what ``retriever.json`` records)."""
         return {}

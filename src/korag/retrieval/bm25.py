@@ -355,6 +355,64 @@ class BM25Retriever(RetrieverBase):
             out[i] = np.asarray(matrix[rows][:, cols].sum(axis=1)).ravel()
         return out
 
+    # -- as sparse vectors -----------------------------------------------------------------
+    # A Lucene/Robertson/ATIRE score is Σ_t count_q(t) · idf(t) · tfc(tf_dt, dl_d): a dot product of
+    # a query vector (count · idf) with a document vector (tfc). Splitting it that way keeps the
+    # corpus-wide IDF on the query side, so stored document vectors depend on the corpus only
+    # through the average document length (see `korag.collections.milvus`).
+    _VECTOR_METHODS = ("lucene", "robertson", "atire")
+
+    def _check_vector_method(self) -> None:
+        if self.method not in self._VECTOR_METHODS:
+            # BM25L/BM25+ add a query-dependent floor to every document (bm25s' non-occurrence
+            # array): not a dot product with a sparse document vector
+            raise ConfigError(
+                f"BM25 method {self.method!r} has no sparse-vector form; use one of {', '.join(self._VECTOR_METHODS)}"
+            )
+
+    def document_vectors(self) -> sp.csr_matrix:
+        """(documents × vocabulary) document-side BM25 weights, rows in index order (`doc_ids`).
+
+        Entry (d, t) is the term-frequency component tf/(k1·norm + tf) (Lucene, Robertson; ATIRE:
+        tf·(k1+1)/(tf + k1·norm)), norm = 1 − b + b·dl/avgdl, so that
+        ``query_vectors(q) @ document_vectors().T`` is the score `search` returns (to float32
+        rounding). The weights depend on this index's average document length: after `add` or
+        `delete` every row changes slightly. Raises `ConfigError` for BM25L and BM25+, whose
+        scores are not a dot product."""
+        self._check_vector_method()
+        counts = self._require_counts()
+        tf = counts.tf.tocsr()
+        tf.sort_indices()
+        n_docs = tf.shape[0]
+        dl = counts.doc_lengths.astype(np.float64)
+        avgdl = float(dl.mean()) if n_docs else 1.0
+        rows = np.repeat(np.arange(n_docs), np.diff(tf.indptr))
+        weights = _tfc(self.method, tf.data.astype(np.float64), dl[rows], avgdl, self.k1, self.b, self.delta)
+        return sp.csr_matrix((weights.astype(np.float32), tf.indices.copy(), tf.indptr.copy()), shape=tf.shape)
+
+    def query_vectors(self, texts: Sequence[str]) -> sp.csr_matrix:
+        """(texts × vocabulary) query-side BM25 weights: count · IDF of each query token in the
+        index vocabulary (a repeated token counts once per occurrence, as bm25s sums it; unknown
+        tokens are dropped). IDF is this index's current one. See `document_vectors`."""
+        self._check_vector_method()
+        counts = self._require_counts()
+        vocab = counts.vocab
+        rows, cols = [], []
+        for i, tokens in enumerate(self.tokenizer.tokenize_batch(list(texts))):
+            ids = [vocab[t] for t in tokens if t in vocab]
+            rows.extend([i] * len(ids))
+            cols.extend(ids)
+        idf = _idf(self.method, counts.document_frequencies, len(counts))
+        cols_a = np.asarray(cols, dtype=np.int64)
+        q = sp.csr_matrix(
+            (idf[cols_a].astype(np.float32), (np.asarray(rows, dtype=np.int64), cols_a)),
+            shape=(len(texts), len(vocab)),
+            dtype=np.float32,
+        )
+        q.sum_duplicates()  # duplicates add up: count · idf
+        q.eliminate_zeros()  # Robertson's IDF is 0 for tokens in over half the documents
+        return q
+
     # -- persistence ----------------------------------------------------------------------
     def save(self, path: str | Path, *, overwrite: bool = True, with_corpus: bool = True) -> None:
         """Write the index atomically: ``bm25s/`` (a plain bm25s index), ``counts/`` (term

@@ -62,9 +62,19 @@ def evaluate_retriever(
 
 def tune_hybrid(hybrid, tune_set: RetrievalSet, *, metric: str = "mrr@10") -> dict:
     """Choose a hybrid's fusion weights on `tune_set` (already indexed corpus, other queries than
-    the evaluation's); sets them on the retriever and returns what was tried."""
+    the evaluation's) — or, for adaptive fusion, fit its combiner — sets them on the retriever and
+    returns what was tried."""
     from korag.retrieval.fusion import tune_weights
 
+    if hybrid.method == "adaptive":
+        queries = tune_set.judged_queries()
+        combiner = hybrid.fit_combiner(queries, tune_set.qrels)
+        return {
+            "combiner": combiner,
+            "chosen": combiner["chosen"],
+            metric: combiner["cv_mrr@10"][combiner["chosen"]],
+            "queries": len(queries),
+        }
     rankings = hybrid.search_each(tune_set.judged_queries())
     weights, score, trials = tune_weights(
         rankings,

@@ -2,7 +2,9 @@
 
 Plain RRF treats retrievers as equals; when one is much stronger (bigram BM25 at MRR@10 0.945
 against zero-shot E5 at 0.857 on KorQuAD) it can pull the result below the better input.
-Weights — chosen on held-out queries with `tune_weights` — are what make fusion help.
+Weights — chosen on held-out queries with `tune_weights` — are what make fusion help where they
+were tuned; ``adaptive`` fusion (`korag.retrieval.adaptive`) learns from judged questions how to
+weigh the members query by query, and falls back to the best member when it cannot beat it.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from korag.data.schema import Corpus, Qrels, Queries, Ranking
 from korag.errors import ConfigError
 from korag.retrieval.base import Retriever, RetrieverBase, as_queries, read_retriever_info
 
-FusionMethod = Literal["rrf", "weighted"]
+FusionMethod = Literal["rrf", "weighted", "adaptive"]
 ScoreNormalization = Literal["minmax", "zscore", "none"]
 
 
@@ -116,7 +118,8 @@ def tune_weights(
 
 
 class HybridRetriever(RetrieverBase):
-    """Several retrievers searched together and fused (RRF or weighted)."""
+    """Several retrievers searched together and fused (RRF, weighted, or adaptive once its
+    `combiner` is fitted with `fit_combiner`)."""
 
     name = "hybrid"
 
@@ -129,11 +132,12 @@ class HybridRetriever(RetrieverBase):
         rrf_k: int = 60,
         normalization: ScoreNormalization = "minmax",
         depth: int = 100,
+        combiner: dict[str, Any] | None = None,
     ) -> None:
         if len(retrievers) < 2:
             raise ConfigError("a hybrid needs at least two retrievers")
-        if method not in ("rrf", "weighted"):
-            raise ConfigError(f"unknown fusion method {method!r}; use rrf or weighted")
+        if method not in ("rrf", "weighted", "adaptive"):
+            raise ConfigError(f"unknown fusion method {method!r}; use rrf, weighted or adaptive")
         super().__init__()
         self.retrievers = list(retrievers)
         self.method = method
@@ -141,6 +145,7 @@ class HybridRetriever(RetrieverBase):
         self.rrf_k = rrf_k
         self.normalization = normalization
         self.depth = depth
+        self.combiner = combiner
 
     def index(self, corpus: Corpus, *, show_progress: bool = False) -> None:
         """Index the corpus with every member retriever."""
@@ -156,6 +161,15 @@ class HybridRetriever(RetrieverBase):
     def search(self, queries: Queries | Sequence[str], k: int = 10, *, show_progress: bool = False) -> Ranking:
         """Fused top-`k`."""
         rankings = self.search_each(queries, show_progress=show_progress)
+        if self.method == "adaptive":
+            from korag.retrieval.adaptive import apply_adaptive
+
+            if self.combiner is None:
+                raise ConfigError(
+                    "adaptive fusion is learned from judged questions: tune it first (korag eval retrieval "
+                    "--tune-split SPLIT, or a collection's `korag collection tune`), or use rrf / weighted"
+                )
+            return apply_adaptive(rankings, self.combiner, k=k)
         return fuse(
             rankings, method=self.method, weights=self.weights, rrf_k=self.rrf_k, normalization=self.normalization, k=k
         )
@@ -174,7 +188,17 @@ class HybridRetriever(RetrieverBase):
             "rrf_k": self.rrf_k,
             "normalization": self.normalization,
             "depth": self.depth,
+            **({"combiner": self.combiner} if self.combiner is not None else {}),
         }
+
+    def fit_combiner(self, queries: Queries, qrels: Qrels, **options: Any) -> dict[str, Any]:
+        """Fit adaptive fusion on judged `queries` (the corpus already indexed, other questions
+        than those it will be evaluated on) and use it from now on; returns the combiner."""
+        from korag.retrieval.adaptive import fit_adaptive
+
+        self.combiner = fit_adaptive(self.search_each(queries), qrels, **options)
+        self.method = "adaptive"
+        return self.combiner
 
     def label(self) -> str:
         """The members' names joined by ``+``."""
@@ -206,4 +230,5 @@ class HybridRetriever(RetrieverBase):
             rrf_k=info["rrf_k"],
             normalization=info["normalization"],
             depth=info["depth"],
+            combiner=info.get("combiner"),
         )

@@ -39,15 +39,18 @@ class Hit:
         return f"{self.file} {where}"
 
     def to_dict(self) -> dict[str, Any]:
-        """The hit as JSON (rank, id, score, title, text, file, pages)."""
+        """The hit as JSON (rank, id, score, title, text, document, file, pages, character offsets)."""
         return {
             "rank": self.rank,
             "id": self.id,
             "score": self.score,
             "title": self.title,
             "text": self.text,
+            "document": str(self.meta.get("document") or self.file),
             "file": self.file,
             "pages": self.pages,
+            "char_start": self.meta.get("char_start"),
+            "char_end": self.meta.get("char_end"),
         }
 
 

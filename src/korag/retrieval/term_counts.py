@@ -55,6 +55,10 @@ class TermCounts:
     def __contains__(self, doc_id: object) -> bool:
         return doc_id in self._position
 
+    def index_of(self, doc_id: str) -> int:
+        """The row of `doc_id`."""
+        return self._position[doc_id]
+
     @property
     def doc_lengths(self) -> np.ndarray:
         """Tokens per document (repeats counted)."""

@@ -3,11 +3,17 @@
 A prompt is either plain text (completion; what base models such as Gemma 3 270M need) or a list
 of chat messages ``{"role": ..., "content": ...}`` (instruction models; rendered with the model's
 chat template, or sent as-is to an OpenAI-compatible server).
+
+Every backend finishes a raw continuation the same way (`GeneratorBase.finish`): reasoning
+(``<think>…</think>``, gpt-oss' analysis channel, a think block cut off by ``max_tokens``) is
+removed from what is kept and counted in `GenerationStats`, stop strings are cut, and when the
+config asks for JSON the answer is parsed and validated (counted when it is not valid).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -19,13 +25,22 @@ Prompt = str | list[ChatMessage]
 
 @dataclass(frozen=True)
 class GenerationConfig:
-    """Sampling settings. ``temperature == 0`` means greedy decoding."""
+    """Sampling settings. ``temperature == 0`` means greedy decoding.
+
+    ``json_schema``: the answer must be JSON (``{}``: any JSON object; otherwise a JSON schema
+    it must follow) — constrained by the backend where it can be, parsed and validated always.
+    ``thinking`` / ``reasoning_effort`` override the generator's own defaults for chat prompts
+    (Qwen3's ``enable_thinking``; gpt-oss' effort); None leaves them to the generator.
+    """
 
     max_tokens: int = 128
     temperature: float = 0.0
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
     seed: int | None = 0
+    json_schema: Mapping[str, Any] | None = None
+    thinking: bool | None = None
+    reasoning_effort: str | None = None
 
     def __post_init__(self) -> None:
         if self.max_tokens < 1:
@@ -34,12 +49,22 @@ class GenerationConfig:
             raise ConfigError(f"temperature must be ≥ 0 (got {self.temperature})")
         if not 0 < self.top_p <= 1:
             raise ConfigError(f"top_p must be in (0, 1] (got {self.top_p})")
+        if self.json_schema is not None and not isinstance(self.json_schema, Mapping):
+            raise ConfigError(f"json_schema must be a JSON schema object (got {type(self.json_schema).__name__})")
+        if self.reasoning_effort not in (None, "low", "medium", "high"):
+            raise ConfigError(f"reasoning_effort must be low, medium or high (got {self.reasoning_effort!r})")
         object.__setattr__(self, "stop", tuple(self.stop))
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain settings (part of a generation stage's key)."""
+        """Plain settings (part of a generation stage's key; the newer settings only when set,
+        so keys of generations made before they existed stay the same)."""
         d = asdict(self)
         d["stop"] = list(self.stop)
+        for key in ("json_schema", "thinking", "reasoning_effort"):
+            if d[key] is None:
+                del d[key]
+        if "json_schema" in d:
+            d["json_schema"] = dict(self.json_schema or {})
         return d
 
 
@@ -51,6 +76,13 @@ class GenerationStats:
     generated_tokens: int = 0
     seconds: float = 0.0
     retries: int = 0
+    #: outputs that held reasoning (removed from the kept text), its characters, and outputs
+    #: whose reasoning never ended (the model hit max_tokens while thinking: nothing is kept)
+    reasoning_outputs: int = 0
+    reasoning_chars: int = 0
+    reasoning_unterminated: int = 0
+    #: outputs asked to be JSON that were not (or did not follow the schema)
+    json_invalid: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -88,6 +120,27 @@ class GeneratorBase:
 
     def __init__(self) -> None:
         self.stats = GenerationStats()
+        self._stats_lock = threading.Lock()  # backends finish outputs from several threads
+
+    def finish(self, raw: str, config: GenerationConfig, reasoning: str = "") -> str:
+        """What is kept of a raw continuation: reasoning removed and counted (`reasoning` is what
+        a server already separated, e.g. vLLM's ``reasoning_content``), stop strings cut, JSON
+        extracted and validated when `config` asks for it."""
+        from korag.synth.chat import check_json, split_reasoning
+
+        split = split_reasoning(raw)
+        text = cut_at_stop(split.answer, config.stop)
+        thought = (reasoning or "") + split.reasoning
+        problem = None
+        if config.json_schema is not None:
+            text, problem = check_json(text, config.json_schema)
+        with self._stats_lock:
+            if thought or split.unterminated:
+                self.stats.reasoning_outputs += 1
+                self.stats.reasoning_chars += len(thought)
+            self.stats.reasoning_unterminated += int(split.unterminated)
+            self.stats.json_invalid += int(problem is not None)
+        return text
 
     def generate(self, prompts: Sequence[Prompt], config: GenerationConfig) -> list[str]:  # pragma: no cover
         """The continuation of every prompt, with stop strings cut off."""

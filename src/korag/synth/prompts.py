@@ -1,19 +1,24 @@
 """Korean few-shot prompts for query generation.
 
-Written as completions, not chat: the offline default (Gemma 3 270M) is a base model and
-follows a pattern far better than an instruction, and instruction models continue the same
-pattern just as well. Each example is original text written for korag. The passage is cut to
-`max_chars` at a sentence end: small models lose the thread in long prompts, and the question
-only has to be answerable from the part they saw.
+Two forms of the same examples. Completion (the default): the offline Gemma 3 270M is a base
+model and follows a pattern far better than an instruction. Chat (``chat=True``, for instruction
+models; chosen by ``prompt_style``, see `korag.synth.chat.resolve_prompt_style`): a system
+instruction, the examples as user/assistant turns, and answers as JSON ``{"queries": [...]}``
+that backends constrain or validate (`QUERY_SCHEMA`). Each example is original text written for
+korag. The passage is cut to `max_chars` at a sentence end: small models lose the thread in long
+prompts, and the question only has to be answerable from the part they saw.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from korag.errors import ConfigError
+from korag.synth.generation import ChatMessage, Prompt
 
 _EXAMPLES = (
     (
@@ -46,6 +51,22 @@ _STYLES = {
 }
 
 
+_CHAT_RULES = {
+    "question": "백과사전 문단을 읽고, 그 문단만 보고 답할 수 있는 한국어 질문을 하나 쓴다.",
+    "keyword": "백과사전 문단을 읽고, 그 문단을 찾을 때 검색창에 입력할 한국어 검색어를 하나 쓴다.",
+}
+_CHAT_FORMAT = '답은 JSON 객체 하나로만 한다: {"queries": ["..."]}'
+
+#: what a chat answer must be: one to three non-empty queries
+QUERY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "queries": {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1, "maxItems": 3}
+    },
+    "required": ["queries"],
+}
+
+
 def _cut(text: str, max_chars: int) -> str:
     text = re.sub(r"\s+", " ", text).strip()
     if len(text) <= max_chars:
@@ -57,11 +78,15 @@ def _cut(text: str, max_chars: int) -> str:
 
 @dataclass(frozen=True)
 class QueryPrompt:
-    """A few-shot completion prompt for one query style (``question`` or ``keyword``)."""
+    """A few-shot prompt for one query style (``question`` or ``keyword``): a completion, or
+    with `chat` chat messages whose answer is JSON (checked against `QUERY_SCHEMA` unless
+    `json_output` is off)."""
 
     style: str = "question"
     shots: int = 3
     max_chars: int = 400
+    chat: bool = False
+    json_output: bool = True
 
     def __post_init__(self) -> None:
         if self.style not in _STYLES:
@@ -76,8 +101,35 @@ class QueryPrompt:
 
     @property
     def stop(self) -> tuple[str, ...]:
-        """A query ends at the line's end; the model would otherwise start the next example."""
-        return ("\n",)
+        """A completed query ends at the line's end (the model would otherwise start the next
+        example); a chat answer ends with the model's turn."""
+        return () if self.chat else ("\n",)
+
+    @property
+    def json_schema(self) -> dict[str, Any] | None:
+        """The schema chat answers must follow (None for completions or with `json_output` off)."""
+        return QUERY_SCHEMA if self.chat and self.json_output else None
+
+    def build(self, text: str, title: str = "") -> Prompt:
+        """The prompt for one passage in this prompt's form (`messages` or `render`)."""
+        return self.messages(text, title) if self.chat else self.render(text, title)
+
+    def messages(self, text: str, title: str = "") -> list[ChatMessage]:
+        """Chat messages for one passage: the instruction, the examples as finished turns, the
+        passage as the last user turn."""
+        label = self.label
+        system = _CHAT_RULES[self.style] + (" " + _CHAT_FORMAT if self.json_output else f" {label}만 쓴다.")
+        out: list[ChatMessage] = [{"role": "system", "content": system}]
+        for ex_title, ex_text, question, keywords in _EXAMPLES[: self.shots]:
+            query = question if self.style == "question" else keywords
+            answer = json.dumps({"queries": [query]}, ensure_ascii=False) if self.json_output else query
+            out += [
+                {"role": "user", "content": f"제목: {ex_title}\n문단: {ex_text}"},
+                {"role": "assistant", "content": answer},
+            ]
+        heading = f"제목: {title}" if title else "제목:"
+        out.append({"role": "user", "content": f"{heading}\n문단: {_cut(text, self.max_chars)}"})
+        return out
 
     def render(self, text: str, title: str = "") -> str:
         """The prompt for one passage, ending where the model writes the query."""
@@ -96,9 +148,16 @@ class QueryPrompt:
     def template_hash(self) -> str:
         """Identity of the prompt text (part of a generation stage's key): changes whenever the
         wording, examples or truncation change."""
-        probe = self.render("{passage}", "{title}") + f"|{self.max_chars}"
+        if self.chat:
+            probe = json.dumps(self.messages("{passage}", "{title}"), ensure_ascii=False) + f"|{self.max_chars}"
+        else:
+            probe = self.render("{passage}", "{title}") + f"|{self.max_chars}"
         return hashlib.sha256(probe.encode("utf-8")).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, object]:
-        """Settings plus the template hash."""
-        return {"style": self.style, "shots": self.shots, "max_chars": self.max_chars, "template": self.template_hash()}
+        """Settings plus the template hash (the chat settings only for chat prompts, so keys of
+        completion generations made before they existed stay the same)."""
+        d: dict[str, object] = {"style": self.style, "shots": self.shots, "max_chars": self.max_chars}
+        if self.chat:
+            d.update(chat=True, json_output=self.json_output)
+        return {**d, "template": self.template_hash()}

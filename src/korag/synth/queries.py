@@ -19,6 +19,7 @@ import random
 import re
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -167,16 +168,16 @@ def _generate_chunk(
     config: GenerationConfig,
     per_doc: int,
 ) -> list[dict[str, Any]]:
-    """One progress record per document of `chunk`: its `per_doc` raw generations and scores."""
-    prompts = [prompt.render(corpus.get(d).text, corpus.get(d).title) for d in chunk]
+    """One progress record per document of `chunk`: its `per_doc` raw generations and scores
+    (chat prompts ask for JSON answers unless the config already names a schema)."""
+    prompts = [prompt.build(corpus.get(d).text, corpus.get(d).title) for d in chunk]
     outputs: list[list[tuple[str, float | None]]] = [[] for _ in chunk]
     for j in range(per_doc):
-        cfg = GenerationConfig(
-            config.max_tokens,
-            config.temperature,
-            config.top_p,
-            config.stop or prompt.stop,
-            None if config.seed is None else config.seed + 1000 * j,
+        cfg = replace(
+            config,
+            stop=config.stop or prompt.stop,
+            seed=None if config.seed is None else config.seed + 1000 * j,
+            json_schema=config.json_schema if config.json_schema is not None else prompt.json_schema,
         )
         for k, r in enumerate(generator.generate_scored(prompts, cfg)):
             outputs[k].append(r)

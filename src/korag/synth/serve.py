@@ -6,7 +6,13 @@ model's state safe). Enough for tests, notebooks and tools that speak the OpenAI
 llama.cpp's server are the choice for throughput.
 
 Endpoints: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``GET /v1/models``,
-``GET /health``.
+``GET /health`` (with counts of requests answered and tokens generated).
+
+Chat requests take what OpenAI clients send: content as text or a list of text parts, the
+``developer`` role (as ``system``), ``response_format`` (``json_object`` / ``json_schema``: the
+answer is validated, since the transformers backend cannot constrain decoding),
+``chat_template_kwargs.enable_thinking`` and ``reasoning_effort`` (handed to the model's chat
+template), ``stream: true`` (server-sent events). Reasoning is never part of the answer.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from korag.errors import KoragError
+from korag.synth.chat import message_text, schema_from_response_format
 from korag.synth.generation import GenerationConfig, Generator, check_prompts
 
 
@@ -33,16 +40,44 @@ def _config(body: dict[str, Any]) -> GenerationConfig:
         stop = (stop,)
     if not isinstance(stop, list | tuple) or not all(isinstance(s, str) for s in stop):
         raise RequestError("'stop' must be a string or a list of strings")
+    if int(body.get("n") or 1) != 1:
+        raise RequestError("'n' must be 1 (one answer per request)")
+    kwargs = body.get("chat_template_kwargs") or {}
+    if not isinstance(kwargs, dict):
+        raise RequestError("'chat_template_kwargs' must be an object")
+    thinking = kwargs.get("enable_thinking")
+    if thinking is not None and not isinstance(thinking, bool):
+        raise RequestError("'chat_template_kwargs.enable_thinking' must be true or false")
     try:
+        schema = schema_from_response_format(body.get("response_format"))
         return GenerationConfig(
             max_tokens=int(body.get("max_tokens") or body.get("max_completion_tokens") or 128),
             temperature=float(body.get("temperature", 0.0) if body.get("temperature") is not None else 0.0),
             top_p=float(body.get("top_p", 1.0) if body.get("top_p") is not None else 1.0),
             stop=tuple(stop),
             seed=int(body["seed"]) if body.get("seed") is not None else 0,
+            json_schema=schema,
+            thinking=thinking,
+            reasoning_effort=body.get("reasoning_effort"),
         )
     except (TypeError, ValueError, KoragError) as exc:
         raise RequestError(f"invalid sampling settings: {exc}") from None
+
+
+def _messages(raw: Any) -> list[dict[str, str]]:
+    """OpenAI chat messages as korag prompts: text content, ``developer`` read as ``system``."""
+    if not isinstance(raw, list) or not raw:
+        raise RequestError("'messages' must be a non-empty list")
+    out = []
+    for j, m in enumerate(raw):
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
+            raise RequestError(f"message {j + 1}: needs a string 'role'")
+        try:
+            content = message_text(m.get("content"))
+        except ValueError as exc:
+            raise RequestError(f"message {j + 1}: {exc}") from None
+        out.append({"role": "system" if m["role"] == "developer" else m["role"], "content": content})
+    return out
 
 
 class _Server(ThreadingHTTPServer):
@@ -55,6 +90,8 @@ class _Server(ThreadingHTTPServer):
         self.generator = generator
         self.model_name = model_name
         self.lock = threading.Lock()  # one generation at a time: the model's state is not shared
+        self.answered = 0
+        self.tokens = 0
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -78,7 +115,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         route = self.path.rstrip("/")
         if route == "/health":
-            self._send(200, {"status": "ok"})
+            counts = {"requests": self.server.answered, "completion_tokens": self.server.tokens}
+            self._send(200, {"status": "ok", **counts})
         elif route == "/v1/models":
             model = {"id": self.server.model_name, "object": "model", "owned_by": "korag"}
             self._send(200, {"object": "list", "data": [model]})
@@ -95,7 +133,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(404, f"no route {self.path}")
             return
         try:
-            self._send(200, handlers[route](self._body()))
+            body = self._body()
+            if body.get("stream"):
+                self._stream(route, body)
+            else:
+                self._send(200, handlers[route](body))
         except (RequestError, json.JSONDecodeError, UnicodeDecodeError) as exc:
             self._error(400, str(exc))
         except Exception as exc:  # the server must answer, not drop the connection
@@ -119,7 +161,41 @@ class _Handler(BaseHTTPRequestHandler):
             before = generator.stats.generated_tokens
             text = generator.generate([prompt], cfg)[0]
             after = generator.stats.generated_tokens
+            self.server.answered += 1
+            self.server.tokens += after - before
         return text, after - before
+
+    def _stream(self, route: str, body: dict[str, Any]) -> None:
+        """Server-sent events: one chunk per piece the model writes, then ``[DONE]``; the
+        connection closes after the stream (no length is known in advance)."""
+        chat = route == "/v1/chat/completions"
+        prompt = _messages(body.get("messages")) if chat else self._prompt(body)
+        cfg = _config(body)
+        try:
+            check_prompts([prompt])
+        except KoragError as exc:
+            raise RequestError(str(exc)) from None
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        kind = "chat.completion.chunk" if chat else "text_completion"
+        generator = self.server.generator
+        with self.server.lock:
+            try:
+                for piece in generator.stream(prompt, cfg):
+                    choice = {"index": 0, "delta": {"content": piece}} if chat else {"index": 0, "text": piece}
+                    event = self._envelope(kind, {**choice, "finish_reason": None}, 0)
+                    self.wfile.write(f"data: {json.dumps(event, ensure_ascii=False)}\n\n".encode())
+                    self.wfile.flush()
+            except (KoragError, RuntimeError, ValueError) as exc:  # headers are out: report it in the stream
+                error = {"error": {"message": f"{type(exc).__name__}: {exc}", "type": "server_error"}}
+                self.wfile.write(f"data: {json.dumps(error, ensure_ascii=False)}\n\n".encode())
+            self.server.answered += 1
+        self.wfile.write(b"data: [DONE]\n\n")
+        self.wfile.flush()
 
     def _envelope(self, kind: str, choice: dict[str, Any], tokens: int) -> dict[str, Any]:
         return {
@@ -132,20 +208,21 @@ class _Handler(BaseHTTPRequestHandler):
         }
 
     def _chat(self, body: dict[str, Any]) -> dict[str, Any]:
-        messages = body.get("messages")
-        if not isinstance(messages, list) or not messages:
-            raise RequestError("'messages' must be a non-empty list")
-        text, n = self._generate(messages, body)
+        text, n = self._generate(_messages(body.get("messages")), body)
         choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
         return self._envelope("chat.completion", choice, n)
 
-    def _completion(self, body: dict[str, Any]) -> dict[str, Any]:
+    @staticmethod
+    def _prompt(body: dict[str, Any]) -> str:
         prompt = body.get("prompt")
         if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
             prompt = prompt[0]
         if not isinstance(prompt, str):
             raise RequestError("'prompt' must be a string")
-        text, n = self._generate(prompt, body)
+        return prompt
+
+    def _completion(self, body: dict[str, Any]) -> dict[str, Any]:
+        text, n = self._generate(self._prompt(body), body)
         return self._envelope("text_completion", {"index": 0, "text": text, "finish_reason": "stop"}, n)
 
 

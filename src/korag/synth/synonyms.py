@@ -329,3 +329,212 @@ def verify_with_llm(
         if verdict or keep_rejected:
             out.append(checked)
     return out
+
+
+# -- LLM discovery and dictionary enhancement -------------------------------------------------------
+
+_DISCOVERY_SHOTS = (
+    ("광합성", "photosynthesis"),
+    ("반도체", "semiconductor"),
+    ("인공지능", "artificial intelligence"),
+)
+_TERM_LABEL = re.compile(r"^\s*(?:영어|한국어|english|korean|답|translation)\s*[:：]\s*", re.I)
+_TERM_KEYS = ("english", "korean", "term", "translation", "영어", "한국어")
+
+
+def discovery_prompt(term: str) -> str:
+    """A completion prompt asking for `term`'s equivalent in the other language (Korean → English
+    for Hangul terms, English → Korean otherwise); its natural continuation is the term alone."""
+    to_english = bool(_KOREAN_WORD.search(term))
+    src, dst = ("한국어", "영어") if to_english else ("영어", "한국어")
+    shots = [(ko, en) if to_english else (en, ko) for ko, en in _DISCOVERY_SHOTS]
+    head = f"다음은 {src} 용어와 같은 뜻의 {dst} 용어이다. 같은 뜻의 용어가 없으면 없음이라고 쓴다.\n\n"
+    body = "".join(f"{src}: {a}\n{dst}: {b}\n\n" for a, b in shots)
+    return head + body + f"{src}: {term}\n{dst}:"
+
+
+def parse_term(raw: str, *, english: bool) -> str | None:
+    """The proposed term from an LLM's raw answer, as a valid English (or Korean) name, or None:
+    a JSON object's ``english``/``korean``/``term``, else the first line without its label,
+    quotes or a trailing explanation in brackets; ``없음`` / ``none`` mean no proposal."""
+    from korag.synth.chat import extract_json
+
+    text = (raw or "").strip()
+    if text[:1] in "{[" or "```" in text:
+        try:
+            value = extract_json(text)
+        except ValueError:
+            value = None
+        if isinstance(value, dict):
+            text = next((str(value[k]) for k in _TERM_KEYS if isinstance(value.get(k), str)), "")
+        elif isinstance(value, list) and value and isinstance(value[0], str):
+            text = value[0]
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        return None
+    term = _TERM_LABEL.sub("", lines[0]).strip()
+    term = re.split(r"\s*[(（\[]", term, maxsplit=1)[0]  # "semiconductor (반도체)" → the term
+    term = term.strip().strip("\"'“”‘’`.,;:。").strip()
+    if term.casefold() in ("없음", "none", "n/a", "-", "모름"):
+        return None
+    return _english_name(term) if english else _korean_name(term)
+
+
+def _count_docs(term: str, texts: Sequence[str], english: bool) -> set[int]:
+    """Indices of texts containing `term` (Korean: as a substring, particles attach; English:
+    case-insensitively, not inside a longer Latin word)."""
+    if english:
+        pattern = re.compile(rf"(?<![A-Za-z0-9]){re.escape(term)}(?![A-Za-z0-9])", re.I)
+        return {i for i, t in enumerate(texts) if pattern.search(t)}
+    return {i for i, t in enumerate(texts) if term in t}
+
+
+def corpus_evidence(korean: str, english: str, texts: Sequence[str]) -> dict[str, float]:
+    """Documents holding each form and both (scores ``corpus_ko``, ``corpus_en``, ``cooccur``)."""
+    ko, en = _count_docs(korean, texts, False), _count_docs(english, texts, True)
+    return {"corpus_ko": float(len(ko)), "corpus_en": float(len(en)), "cooccur": float(len(ko & en))}
+
+
+def _verdicts(
+    pairs: Sequence[tuple[str, str]], generator: Generator, config: GenerationConfig | None
+) -> list[bool | None]:
+    """The yes/no check of `verify_with_llm` for each pair (None: the answer was neither)."""
+    from korag.synth.generation import GenerationConfig
+
+    if not pairs:
+        return []
+    cfg = config or GenerationConfig(max_tokens=4, temperature=0.0, stop=("\n",))
+    answers = generator.generate([verification_prompt(k, e) for k, e in pairs], cfg)
+    if len(answers) != len(pairs):
+        raise ConfigError(f"the generator returned {len(answers)} answers for {len(pairs)} prompts")
+    return [parse_verdict(a) for a in answers]
+
+
+def discover_synonyms(
+    texts: Sequence[str],
+    generator: Generator,
+    *,
+    terms: int = 50,
+    tokenizer: Tokenizer | str | None = None,
+    min_count: int = 2,
+    min_seen: int = 1,
+    min_cooccur: int = 0,
+    config: GenerationConfig | None = None,
+    known: Iterable[SynonymEntry] = (),
+    progress_file: str | Path | None = None,
+    show_progress: bool = False,
+) -> tuple[list[SynonymEntry], dict[str, int]]:
+    """Ask `generator` for the other-language equivalent of the corpus' most frequent terms
+    (`terms` Korean and `terms` English, counted with `corpus_terms` over `tokenizer`), then keep
+    a proposal only when the yes/no check confirms it and the corpus backs it: the proposed form
+    appears in at least `min_seen` documents and both forms together in at least `min_cooccur`.
+
+    Returns the kept entries (source ``llm``, score ``llm`` = 1.0 plus the corpus counts) and the
+    counts of every step: ``asked``, then drops ``no_proposal`` (nothing usable, or not a name
+    in the other script), ``known`` (already in `known`), ``rejected`` / ``unclear`` (the yes/no
+    check said no / neither), ``unseen`` and ``not_cooccurring``; ``kept``. The proposals are
+    resumable through `progress_file`."""
+    from korag.synth.generation import GenerationConfig
+    from korag.synth.toolbox import ProgressLog, run_prompts
+
+    if terms < 1:
+        raise ConfigError(f"terms must be at least 1 (got {terms})")
+    ko_terms, en_terms = corpus_terms(texts, tokenizer=tokenizer, min_count=min_count, max_terms=terms)
+    asked = [*ko_terms, *en_terms]
+    cfg = config or GenerationConfig(max_tokens=16, temperature=0.0, stop=("\n",))
+    progress = None
+    if progress_file is not None:
+        settings = {"tool": "synonym-discovery", "template": discovery_prompt("{term}"), "config": cfg.to_dict()}
+        progress = ProgressLog(progress_file, {**settings, "model": generator.describe()})
+    raw = run_prompts(
+        {t: discovery_prompt(t) for t in asked},
+        generator,
+        cfg,
+        progress=progress,
+        desc="synonym proposals",
+        show_progress=show_progress,
+    )
+    counts = dict.fromkeys(("asked", "no_proposal", "known", "rejected", "unclear", "unseen", "not_cooccurring"), 0)
+    counts["asked"] = len(asked)
+    known_keys = {e.key for e in known}
+    proposals: dict[tuple[str, str], tuple[str, str]] = {}
+    for term in asked:
+        source_korean = bool(_KOREAN_WORD.search(term))
+        other = parse_term(raw[term][0], english=source_korean)
+        if other is None:
+            counts["no_proposal"] += 1
+            continue
+        ko, en = (term, other) if source_korean else (other, term)
+        key = (ko, en.casefold())
+        if key in known_keys or key in proposals:
+            counts["known"] += 1
+            continue
+        proposals[key] = (ko, en)
+    pairs = list(proposals.values())
+    out = []
+    for (ko, en), verdict in zip(pairs, _verdicts(pairs, generator, None), strict=True):
+        if verdict is None:
+            counts["unclear"] += 1
+            continue
+        if not verdict:
+            counts["rejected"] += 1
+            continue
+        evidence = corpus_evidence(ko, en, texts)
+        if min(evidence["corpus_ko"], evidence["corpus_en"]) < min_seen:
+            counts["unseen"] += 1
+            continue
+        if evidence["cooccur"] < min_cooccur:
+            counts["not_cooccurring"] += 1
+            continue
+        out.append(SynonymEntry(ko, en, ("llm",), {"llm": 1.0, **evidence}))
+    counts["kept"] = len(out)
+    return out, counts
+
+
+def enhance_dictionary(
+    entries: Iterable[SynonymEntry],
+    texts: Sequence[str],
+    generator: Generator,
+    *,
+    min_seen: int = 1,
+    trusted: Sequence[str] = ("manual", "pattern"),
+    keep_rejected: bool = False,
+    config: GenerationConfig | None = None,
+) -> tuple[list[SynonymEntry], dict[str, int]]:
+    """Re-score an existing dictionary's entries with discovery's checks: the LLM yes/no verdict
+    (replacing any earlier one) and the corpus counts.
+
+    An entry is dropped when the LLM rejects it (with `keep_rejected` it stays with ``llm`` = 0,
+    weight 0, as `verify_with_llm` does) or when either form appears in fewer than `min_seen`
+    documents — unless one of its sources is `trusted` (a hand-made or corpus-glossed pair
+    stands on its own evidence; a corpus that lacks a term says nothing against it). An unclear
+    answer leaves the entry's verdict as it was. Counts: ``entries``, ``rejected``, ``unseen``,
+    ``unclear``, ``kept``."""
+    items = list(entries)
+    counts = dict.fromkeys(("entries", "rejected", "unseen", "unclear", "kept"), 0)
+    counts["entries"] = len(items)
+    verdicts = _verdicts([(e.korean, e.english) for e in items], generator, config)
+    out = []
+    for entry, verdict in zip(items, verdicts, strict=True):
+        evidence = corpus_evidence(entry.korean, entry.english, texts)
+        scores = {**evidence}
+        sources: tuple[str, ...] = ()
+        if verdict is None:
+            counts["unclear"] += 1
+        else:
+            scores["llm"], sources = (1.0 if verdict else 0.0), ("llm",)
+        # the new check replaces the old one: merged() takes other's llm score and adds sources
+        checked = entry.merged(SynonymEntry(entry.korean, entry.english, sources, scores))
+        checked.scores.update(evidence)  # counts are a snapshot of this corpus, not summed
+        if verdict is False:
+            counts["rejected"] += 1
+            if keep_rejected:
+                out.append(checked)
+            continue
+        trusted_entry = bool(set(entry.sources) & set(trusted))
+        if not trusted_entry and min(evidence["corpus_ko"], evidence["corpus_en"]) < min_seen:
+            counts["unseen"] += 1
+            continue
+        out.append(checked)
+    counts["kept"] = len(out) - (counts["rejected"] if keep_rejected else 0)
+    return out, counts

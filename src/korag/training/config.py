@@ -1,4 +1,4 @@
-"""The settings of the retriever trainers (dense, sparse): declared once here, without importing
+"""The settings of the retriever trainers (dense, sparse, reranker): declared once here, without importing
 a model library, so recipes, the CLI's help and ``--show-config`` read them in milliseconds."""
 
 from __future__ import annotations
@@ -76,7 +76,11 @@ class SparseTrainConfig(TrainConfigBase):
     document_l0_threshold: int | None = Field(None, ge=0, description="FLOPS only on vectors with more active dims")
     scale: float = Field(1.0, gt=0, description="InfoNCE scale on sparse dot products")
     distill: Literal["none", "margin-mse"] = "none"
-    teacher: str = Field("bm25", description="margin-mse teacher: 'bm25' or a dense model directory")
+    teacher: str = Field(
+        "bm25",
+        description="margin-mse teacher: 'bm25', a dense or cross-encoder directory, or an ensemble joined by '+' "
+        "(bm25+DENSE_DIR[+RERANKER_DIR])",
+    )
 
     def lr(self) -> float:
         """Learning rate of the transformer."""
@@ -88,3 +92,30 @@ class SparseTrainConfig(TrainConfigBase):
             return (3e-4 if self.document_regularizer is None else self.document_regularizer), None
         d = 1e-4 if self.document_regularizer is None else self.document_regularizer
         return d, (1e-4 if self.query_regularizer is None else self.query_regularizer)
+
+
+class RerankerTrainConfig(TrainConfigBase):
+    """Settings of `train_reranker` (and of `korag train reranker`): a cross-encoder scoring
+    (query, passage) pairs, trained on mined hard negatives and checked by reranking BM25's
+    candidates for held-out queries."""
+
+    batch_size: int = Field(
+        16, gt=1, description="listwise: queries per step (each scores 1 + hard + in-batch passages); bce: pairs"
+    )
+    loss: Literal["listwise", "bce"] = Field(
+        "listwise",
+        description="listwise: softmax over positive, hard and in-batch negatives; bce: each pair on its own",
+    )
+    hard_negatives: int = Field(4, ge=0, description="mined hard negatives per query")
+    negatives_from: Literal["bm25", "model", "both"] = Field(
+        "bm25", description="mine with BM25, the base model as a bi-encoder, or both (half each)"
+    )
+    in_batch_negatives: int = Field(4, ge=0, description="listwise: other queries' passages scored per query")
+    scale: float = Field(10.0, gt=0, description="listwise: sigmoid(logit) × scale enters the softmax")
+    pos_weight: float | None = Field(None, gt=0, description="bce: weight of positives (None: negatives per positive)")
+    rerank_depth: int = Field(30, gt=0, description="held-out evaluation reranks BM25's top-N for each dev query")
+    eval_max_queries: int = Field(200, gt=0, description="held-out queries reranked at each evaluation (a sample)")
+    select_by: Literal["mrr@10", "ndcg@10"] = Field("mrr@10", description="dev metric choosing the best checkpoint")
+    histogram_layers: list[str] = Field(
+        default_factory=lambda: [r"encoder\.layer\.(0|5|11)\.attention\.self\.query", r"classifier"]
+    )

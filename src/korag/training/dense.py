@@ -23,6 +23,10 @@ Output directory::
     checkpoints/    trainer checkpoints (resume point)
     tensorboard/    loss, learning rate, epoch, eval metrics, gradient norms and histograms
     training.json   settings, data sizes, metrics, timings
+
+Several processes (``accelerate launch``, ``torchrun``; docs/scaling.md): ``batch_size`` stays
+the global batch and the InfoNCE loss gathers every process's passages as negatives, so a run on
+N processes optimises what the one-process run does (tested to match it within rounding).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from korag.data.training import TrainingPair
 from korag.errors import ConfigError
 from korag.models.encoder import load_sentence_transformer, resolve_prefixes
 from korag.training.config import DenseTrainConfig
+from korag.training.distributed import gather_negatives
 from korag.training.fit import (
     TrainResult,
     finish,
@@ -82,10 +87,14 @@ def train_dense(
     if config.dropout is not None:  # after the adapter: the override covers its dropout too
         set_dropout_(model, config.dropout)
     scale = 1.0 / config.temperature
+    # on several processes every anchor still meets the whole global batch's passages
+    gather = gather_negatives()
     if config.loss == "cached-mnrl":
-        loss = losses.CachedMultipleNegativesRankingLoss(model, scale=scale, mini_batch_size=config.mini_batch_size)
+        loss = losses.CachedMultipleNegativesRankingLoss(
+            model, scale=scale, mini_batch_size=config.mini_batch_size, gather_across_devices=gather
+        )
     else:
-        loss = losses.MultipleNegativesRankingLoss(model, scale=scale)
+        loss = losses.MultipleNegativesRankingLoss(model, scale=scale, gather_across_devices=gather)
 
     has_dev = len(data.dev.queries) > 0
     evaluator = None

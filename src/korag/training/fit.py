@@ -6,6 +6,13 @@ the loss is the same: the settings common to both (`TrainConfigBase`), held-out 
 negative mining (`prepare_pairs`), training arguments, TensorBoard with gradient statistics,
 resumption from the last checkpoint, best-checkpoint selection, timing, `training.json`, and
 checkpoint clean-up (`run_trainer`). Each trainer module adds its model and loss only.
+
+Every trainer on `run_trainer` (dense, sparse, reranker) runs unchanged under ``accelerate
+launch`` and ``torchrun``: the Hugging Face trainer distributes itself, and this module keeps the
+run's meaning and outputs the same — ``batch_size`` stays the global batch (each process takes
+``batch_size / processes``, see `korag.training.distributed`), settings are checked and
+checkpoints removed by the main process only, and only it writes TensorBoard, the final
+evaluation, models and ``training.json``.
 """
 
 from __future__ import annotations
@@ -24,7 +31,9 @@ from korag import __version__, atomic
 from korag.data.schema import QASet, RetrievalSet
 from korag.data.training import TrainingPair, as_retrieval_set, dev_corpus, split_queries, training_pairs
 from korag.errors import DataError
+from korag.models.device import is_main_process
 from korag.training.config import TrainConfigBase
+from korag.training.distributed import decide_on_main, per_device_batch, world_size
 from korag.util.resume import check_resumable
 
 log = logging.getLogger(__name__)
@@ -45,6 +54,7 @@ class TrainResult:
     global_step: int = 0
     resumed_from: str | None = None
     best_checkpoint: str | None = None
+    processes: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -237,7 +247,8 @@ def run_trainer(
     extra_args: dict[str, Any] | None = None,
     extra_callbacks: list | None = None,
 ) -> Trained:
-    """Train with checkpoints, TensorBoard and resumption; then the final dev metrics."""
+    """Train with checkpoints, TensorBoard and resumption; then the final dev metrics (computed by
+    the main process; the others return none). `config.batch_size` is the global batch."""
     from datasets import Dataset
     from sentence_transformers.base.sampler import BatchSamplers
     from torch.utils.tensorboard import SummaryWriter
@@ -252,7 +263,7 @@ def run_trainer(
         output_dir=str(ckpt_dir),
         num_train_epochs=config.epochs,
         max_steps=config.max_steps,
-        per_device_train_batch_size=config.batch_size,
+        per_device_train_batch_size=per_device_batch(config.batch_size),
         learning_rate=config.lr(),
         warmup_steps=config.warmup_ratio,  # a float below 1 is a ratio in transformers 5
         weight_decay=config.weight_decay,
@@ -276,43 +287,56 @@ def run_trainer(
         dataloader_num_workers=0,
         **(extra_args or {}),
     )
-    writer = SummaryWriter(str(output / "tensorboard"))
-    trainer = trainer_cls(
-        model=model,
-        args=args,
-        train_dataset=Dataset.from_dict(columns),
-        loss=loss,
-        evaluator=evaluator,
-        callbacks=[
+    main = is_main_process()
+    # one TensorBoard writer, on the main process: gradients are already averaged when the
+    # statistics are taken, so the other processes would write the same figures again
+    writer = SummaryWriter(str(output / "tensorboard")) if main else None
+    callbacks: list = [TimeEstimateCallback()]
+    if writer is not None:
+        callbacks += [
             TensorBoardCallback(tb_writer=writer),
-            TimeEstimateCallback(),
             GradientStatsCallback(
                 writer,
                 histogram_patterns=config.histogram_layers,
                 every=config.logging_steps,
                 histogram_every=config.histogram_steps,
             ),
-            *(extra_callbacks or []),
-        ],
+        ]
+    trainer = trainer_cls(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_dict(columns),
+        loss=loss,
+        evaluator=evaluator,
+        callbacks=[*callbacks, *(extra_callbacks or [])],
     )
-    last = get_last_checkpoint(str(ckpt_dir)) if resume and ckpt_dir.is_dir() else None
-    check_resumable(output, config, last)
+
+    def find_and_check() -> str | None:
+        found = get_last_checkpoint(str(ckpt_dir)) if resume and ckpt_dir.is_dir() else None
+        check_resumable(output, config, found)
+        return found
+
+    last = decide_on_main(find_and_check)
     t0 = time.perf_counter()
     train_output = trainer.train(resume_from_checkpoint=last)
     seconds = time.perf_counter() - t0
     metrics: dict[str, float] = {}
-    if evaluator is not None:
+    if evaluator is not None and main:
         final = evaluator(model)
         metrics = {k.removeprefix("dev_"): float(v) for k, v in final.items()}
         for k, v in metrics.items():
-            writer.add_scalar(f"final/{k}", v, trainer.state.global_step)
-    writer.close()
+            writer.add_scalar(f"final/{k}", v, trainer.state.global_step)  # type: ignore[union-attr]
+    if writer is not None:
+        writer.close()
     samples = float(train_output.metrics.get("train_samples_per_second", 0.0))
     return Trained(trainer, seconds, samples, metrics, last)
 
 
 def save_model(model, directory: Path, save: Callable[[Any, str], None] | None = None) -> Path:
-    """Write a model directory atomically."""
+    """Write a model directory atomically (the main process only; the others trained the same
+    weights)."""
+    if not is_main_process():
+        return directory
     with atomic.atomic_directory(directory, overwrite=True) as tmp:
         (save or (lambda m, p: m.save(p)))(model, str(tmp))
     return directory
@@ -343,8 +367,11 @@ def finish(
         global_step=state.global_step,
         resumed_from=Path(trained.resumed_from).name if trained.resumed_from else None,
         best_checkpoint=Path(state.best_model_checkpoint).name if state.best_model_checkpoint else None,
+        processes=world_size(),
         extra=extra or {},
     )
+    if not is_main_process():
+        return result
     info = {**asdict(result), "config": config.model_dump(), "korag_version": __version__, "torch": torch.__version__}
     atomic.write_json(result.output / "training.json", json.loads(json.dumps(info, default=str)))
     if not config.keep_checkpoints:

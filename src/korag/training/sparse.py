@@ -28,6 +28,7 @@ from korag.data.schema import QASet, RetrievalSet
 from korag.data.training import TrainingPair
 from korag.errors import ConfigError
 from korag.training.config import SparseTrainConfig
+from korag.training.distributed import gather_negatives
 from korag.training.fit import (
     TrainResult,
     finish,
@@ -52,7 +53,26 @@ def check_config(config: SparseTrainConfig) -> None:
 
 
 def teacher_margins(pairs: list[TrainingPair], teacher: str, rs: RetrievalSet, max_seq_length: int) -> np.ndarray:
-    """Teacher score margins: score(q, positive) − score(q, negative_j), one column per negative."""
+    """Teacher score margins: score(q, positive) − score(q, negative_j), one column per negative.
+
+    `teacher` is ``bm25``, a dense model directory, a cross-encoder directory (``korag train
+    reranker``'s output), or an ensemble of these joined by ``+`` (``bm25+e5-small+rr``), as
+    OpenSearch's v2/v3 sparse models were distilled from several teachers. An ensemble's margin
+    is the mean of its members' margins, each divided by its own standard deviation over all
+    pairs (BM25 points, cosine and logits live on different scales), then multiplied by the first
+    member's deviation so the student's targets keep the scale of a single teacher."""
+    members = [t for t in teacher.split("+") if t]
+    if not members:
+        raise ConfigError("the margin-mse teacher is empty: bm25, a model directory, or several joined by '+'")
+    per = [_one_teacher(pairs, t, rs, max_seq_length) for t in members]
+    if len(per) == 1:
+        return per[0]
+    spread = [float(m.std()) or 1.0 for m in per]
+    mixed = np.mean([m / sd for m, sd in zip(per, spread, strict=True)], axis=0) * spread[0]
+    return mixed.astype(np.float32)
+
+
+def _one_teacher(pairs: list[TrainingPair], teacher: str, rs: RetrievalSet, max_seq_length: int) -> np.ndarray:
     if teacher == "bm25":
         from korag.retrieval.bm25 import BM25Retriever
 
@@ -62,14 +82,27 @@ def teacher_margins(pairs: list[TrainingPair], teacher: str, rs: RetrievalSet, m
         docs = [[p.positive_id, *p.negative_ids] for p in pairs]
         scores = bm25.score_pairs(queries, docs)
     else:
-        from korag.retrieval.dense import DenseRetriever
+        from korag.models.encoder import resolve_model_path
+        from korag.retrieval.rerank import is_trained_reranker
 
-        dense = DenseRetriever(teacher, max_seq_length=max_seq_length)
-        q = dense.encode_queries([p.query for p in pairs])
-        cols = [dense.encode_documents([p.positive for p in pairs])]
-        for j in range(len(pairs[0].negatives)):
-            cols.append(dense.encode_documents([p.negatives[j] for p in pairs]))
-        scores = np.stack([(q * c).sum(1) for c in cols], axis=1)
+        path = resolve_model_path(teacher)
+        if Path(path).is_dir() and is_trained_reranker(path):
+            from korag.retrieval.rerank import CrossEncoderReranker
+
+            ce = CrossEncoderReranker(path, max_length=max_seq_length)
+            cols = [ce.score_pairs([(p.query, p.positive) for p in pairs])]
+            for j in range(len(pairs[0].negatives)):
+                cols.append(ce.score_pairs([(p.query, p.negatives[j]) for p in pairs]))
+            scores = np.stack(cols, axis=1)
+        else:
+            from korag.retrieval.dense import DenseRetriever
+
+            dense = DenseRetriever(teacher, max_seq_length=max_seq_length)
+            q = dense.encode_queries([p.query for p in pairs])
+            cols = [dense.encode_documents([p.positive for p in pairs])]
+            for j in range(len(pairs[0].negatives)):
+                cols.append(dense.encode_documents([p.negatives[j] for p in pairs]))
+            scores = np.stack([(q * c).sum(1) for c in cols], axis=1)
     return (scores[:, :1] - scores[:, 1:]).astype(np.float32)
 
 
@@ -220,7 +253,10 @@ def _loss(model, data, config: SparseTrainConfig):
         columns["label"] = margins[:, 0].tolist()
         base_loss = losses.SparseMarginMSELoss(model)
     else:
-        base_loss = losses.SparseMultipleNegativesRankingLoss(model, scale=config.scale)
+        # on several processes every anchor still meets the whole global batch's documents
+        base_loss = losses.SparseMultipleNegativesRankingLoss(
+            model, scale=config.scale, gather_across_devices=gather_negatives()
+        )
     # doc-only queries have no regulariser by design; sentence-transformers warns about exactly
     # that on the root logger at every construction
     with without_message("query_regularizer_weight is None"):

@@ -25,7 +25,7 @@ from korag.memory.clara.data import ClaraExample
 from korag.memory.clara.model import ClaraModel
 from korag.memory.clara.store import build_clara, load_clara, load_trained_state, save_clara, trained_state
 from korag.memory.loop import run_loop
-from korag.models.device import resolve_device
+from korag.models.device import is_main_process, resolve_device
 from korag.models.lora import lora_parameters, named_lora_parameters
 
 __all__ = ["ClaraTrainConfig", "train_clara"]
@@ -60,7 +60,8 @@ def train_clara(
     show_progress: bool = True,
 ) -> dict[str, Any]:
     """Train one stage; writes ``model/`` (a CLaRa directory), ``checkpoints/``, ``tensorboard/``
-    and ``training.json`` under `output`. Returns the run record."""
+    and ``training.json`` under `output`. Returns the run record. Runs unchanged under
+    ``accelerate launch`` / ``torchrun`` (`korag.memory.loop`); only the main process writes."""
     if not examples:
         raise ConfigError("no training records")
     if config.stage == 3 and any(not e.positives for e in examples):
@@ -97,18 +98,22 @@ def train_clara(
         desc=f"CLaRa stage {config.stage}",
         show_progress=show_progress,
         clip=params,
+        device=device,
     )
-    save_clara(model, out / "model", base=config.base, extra={"stage": config.stage, "steps": loop.steps})
     result = {
         "stage": config.stage,
         "steps": loop.steps,
         "examples": len(examples),
         "seconds": loop.seconds,
         "device": device,
+        "processes": loop.processes,
         "first_loss": loop.first_loss,
         "last_loss": loop.last_loss,
         "history": loop.history,
     }
+    if not is_main_process():
+        return result
+    save_clara(model, out / "model", base=config.base, extra={"stage": config.stage, "steps": loop.steps})
     atomic.write_json(out / "training.json", result)
     return result
 

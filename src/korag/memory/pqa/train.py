@@ -34,7 +34,7 @@ from korag.memory.pqa.model import READER, ParametricQA
 from korag.memory.pqa.query import QueryEmbeddings, bridge_query, load_query_encoder
 from korag.memory.pqa.selectors import Selector, exclude, make_selector, retrieval_loss
 from korag.memory.pqa.store import build_pqa, load_model_state, load_pqa, model_state, save_pqa
-from korag.models.device import resolve_device
+from korag.models.device import is_main_process, resolve_device
 from korag.models.lora import lora_parameters
 
 
@@ -54,6 +54,7 @@ def _run_record(loop, extra: dict[str, Any]) -> dict[str, Any]:
         "first_loss": loop.first_loss,
         "last_loss": loop.last_loss,
         "history": loop.history,
+        "processes": loop.processes,
         **extra,
     }
 
@@ -109,13 +110,16 @@ def write_documents(
         desc="PQA write",
         show_progress=show_progress,
         clip=proj,
+        device=device,
     )
-    fast = None
-    if config.fit_fast_init and config.pqa.memory == "learned":
-        fast = FastWriteInit.fit(document_features(model, docs), model.memory())
     record = _run_record(
         loop, {"phase": "write", "documents": len(docs), "device": device, "with_title": config.with_title}
     )
+    if not is_main_process():  # the others trained the same pool; one process writes it
+        return record
+    fast = None
+    if config.fit_fast_init and config.pqa.memory == "learned":
+        fast = FastWriteInit.fit(document_features(model, docs), model.memory())
     save_pqa(
         model,
         out / "model",
@@ -263,6 +267,7 @@ def _warm_up_selector(step: ReadStep, selector: Selector, config: ReadConfig, ou
             desc="PQA selector warm-up",
             show_progress=show_progress,
             clip=list(selector.parameters()),
+            device=str(next(selector.parameters()).device),
         )
     finally:
         step.config = main_config
@@ -335,9 +340,12 @@ def train_read(
         desc="PQA read",
         show_progress=show_progress,
         clip=trained,
+        device=device,
     )
     model.lm.eval()
     record = _run_record(loop, {"phase": "read", "questions": len(records), "device": device})
+    if not is_main_process():
+        return record
     records_info = dict(info.get("records", {}))
     records_info["read"] = {**{k: v for k, v in record.items() if k != "history"}, "config": config.model_dump()}
     save_pqa(
