@@ -146,6 +146,58 @@ def plot_curve(run: Path, png: Path) -> list[dict]:
     return points
 
 
+def train_dense_cmd(args) -> None:
+    """Fine-tune the offline E5 on KorQuAD's first half (in-batch negatives, τ = 0.01), with its
+    held-out curve; score it with ``--dense-ft OUT/model``."""
+    from korag.training.config import DenseTrainConfig
+    from korag.training.dense import train_dense
+
+    sets = scoreboards(args.data)
+    config = DenseTrainConfig(
+        base=offline_e5(args.work),
+        max_steps=args.steps,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        eval_steps=args.eval_steps,
+        logging_steps=5,
+        max_seq_length=args.max_seq_length,
+        hard_negatives=args.hard_negatives,
+    )
+    console.print(f"training the dense model: {config.model_dump()}")
+    result = train_dense(sets["train"], config, args.out, dev=sets["dev"])
+    console.print(f"dense model at {result.model_dir}: {result.metrics}")
+    plot_dense_curve(Path(args.out), ROOT / "bench" / "results" / "dense_curve.png")
+
+
+def plot_dense_curve(run: Path, png: Path) -> list[dict]:
+    """Held-out MRR@10 and training loss over steps, from the trainer's last state."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    states = sorted(run.glob("checkpoints/checkpoint-*/trainer_state.json"), key=lambda p: int(p.parent.name[11:]))
+    if not states:
+        return []
+    history = json.loads(states[-1].read_text())["log_history"]
+    key = "eval_dev_cosine_mrr@10"
+    points = [{"step": h["step"], "mrr@10": h[key]} for h in history if key in h]
+    losses = [(h["step"], h["loss"]) for h in history if "loss" in h]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    a.plot([p["step"] for p in points], [p["mrr@10"] for p in points], "o-", label="fine-tuned e5-small")
+    a.set_xlabel("step")
+    a.set_ylabel("held-out KorQuAD MRR@10")
+    a.legend()
+    b.plot(*zip(*losses, strict=True)) if losses else None
+    b.set_xlabel("step")
+    b.set_ylabel("training loss")
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=120)
+    console.print(f"wrote {png}: {points}")
+    return points
+
+
 # -- scoring -----------------------------------------------------------------------------------
 TITLES = {"korquad": "KorQuAD halves", "paraphrase": "paraphrase", "domain": "kobill"}
 
@@ -377,6 +429,14 @@ def main() -> None:
     t.add_argument("--negatives-from", choices=["bm25", "model", "both"], default="both")
     t.add_argument("--eval-queries", type=int, default=150)
     t.add_argument("--max-seq-length", type=int, default=256)
+    d = sub.add_parser("train-dense", help="fine-tune the offline E5 on KorQuAD's first half")
+    d.add_argument("--out", type=Path, default=ROOT / "bench" / "work" / "dense")
+    d.add_argument("--steps", type=int, default=100)
+    d.add_argument("--batch-size", type=int, default=16)
+    d.add_argument("--lr", type=float, default=2e-5)
+    d.add_argument("--hard-negatives", type=int, default=0)
+    d.add_argument("--eval-steps", type=int, default=25)
+    d.add_argument("--max-seq-length", type=int, default=160)
     ap.add_argument("--reranker", type=str, default=None, help="cross-encoder directory (korag train reranker)")
     ap.add_argument("--rerank-k", type=int, default=30)
     ap.add_argument("--dense-ft", type=str, default=None, help="a fine-tuned dense model directory")
@@ -387,6 +447,8 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     if args.cmd == "train-reranker":
         train_reranker_cmd(args)
+    elif args.cmd == "train-dense":
+        train_dense_cmd(args)
     else:
         main_quality(args)
 

@@ -11,7 +11,9 @@ processes, so both settings use the whole machine):
   batch fixed, in-batch negatives gathered across processes);
 - the memory models' loop: records per second (parametric QA's write phase on a tiny Llama);
 - corpus encoding (`korag encode`): passages per second, wall time of the main process from the
-  encoder's start to the manifest (model loading included).
+  encoder's start to the manifest (model loading included);
+- generation fanned out (`--llm URL,URL`): requests per second against 1 and 2 local `korag llm
+  serve` processes (the config-built causal LM; each server gets cores / servers threads).
 
 Prints a table and writes ``bench/results/scaling.json``. On a 2-core machine two processes
 cannot be faster than one with both cores; what the figures show is the overhead of the
@@ -24,9 +26,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -108,6 +112,49 @@ def worker_main(kind: str, spec_path: str, out: str, report: str) -> None:
         Path(report).write_text(json.dumps(result), encoding="utf-8")
 
 
+# -- generation: servers started here, the fan-out client in this process -------------------------
+def start_servers(lm: str, n: int) -> list[tuple[subprocess.Popen, str]]:
+    """`n` `korag llm serve` processes on free ports, sharing the cores; (process, base URL) each."""
+    cores = os.cpu_count() or 1
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "300", "PYTHONWARNINGS": "ignore",
+           "OMP_NUM_THREADS": str(max(1, cores // n))}  # fmt: skip
+    cmd = [sys.executable, "-m", "korag.cli", "llm", "serve", lm, "--port", "0", "--name", "tiny"]
+    procs = [
+        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) for _ in range(n)
+    ]
+    out = []
+    for proc in procs:
+        for line in proc.stdout:  # type: ignore[union-attr]
+            if m := re.search(r"(http://127\.0\.0\.1:\d+/v1)", line):
+                out.append((proc, m.group(1)))
+                # keep reading what the server prints, or a full pipe would stall it
+                threading.Thread(target=proc.stdout.read, daemon=True).start()  # type: ignore[union-attr]
+                break
+        else:
+            raise SystemExit("korag llm serve did not start")
+    return out
+
+
+def run_generate(servers: int, spec: dict) -> dict:
+    """Requests/s of a fan-out over `servers` local servers: one prompt per passage, greedy."""
+    from korag.synth.fanout import FanoutGenerator
+    from korag.synth.generation import GenerationConfig
+
+    started = start_servers(spec["lm"], servers)
+    try:
+        fan = FanoutGenerator([url for _, url in started], "tiny", concurrency=2, timeout=120)
+        prompts = [f"{t}\n질문:" for t in passages(spec["prompts"])]
+        t0 = time.perf_counter()
+        fan.generate(prompts, GenerationConfig(max_tokens=spec["gen_tokens"], temperature=0.0))
+        seconds = time.perf_counter() - t0
+        per = [e.row() for e in fan.endpoint_stats]
+    finally:
+        for proc, _ in started:
+            proc.kill()
+            proc.wait()
+    return {"per_second": len(prompts) / seconds, "wall_seconds": seconds, "endpoints": per}
+
+
 # -- driver ---------------------------------------------------------------------------------------
 def prepare(work: Path, quick: bool, dense_model: str | None) -> dict:
     from korag.models.tiny import build_tiny_causal_lm, build_tiny_encoder
@@ -129,6 +176,7 @@ def prepare(work: Path, quick: bool, dense_model: str | None) -> dict:
         "dense_batch": 8 if quick else 32, "dense_steps": 3 if quick else 20,
         "memory_batch": 4 if quick else 16, "memory_steps": 3 if quick else 30,
         "shard_size": 16 if quick else 500,
+        "prompts": 8 if quick else 96, "gen_tokens": 8 if quick else 24,
     }  # fmt: skip
 
 
@@ -174,7 +222,10 @@ def main() -> None:
             for p in counts:
                 print(f"{kind} on {p} process(es) …", flush=True)
                 rows.setdefault(kind, {})[str(p)] = run_one(kind, p, spec_path, work)
-    units = {"dense": "pairs/s", "memory": "records/s", "encode": "passages/s"}
+        for p in counts:
+            print(f"generation on {p} server(s) …", flush=True)
+            rows.setdefault("generate", {})[str(p)] = run_generate(p, spec)
+    units = {"dense": "pairs/s", "memory": "records/s", "encode": "passages/s", "generate": "requests/s"}
     print(f"\n{'stage':<10}{'unit':<12}" + "".join(f"{f'{p} proc':>12}" for p in counts) + f"{'ratio':>9}")
     for kind, by in rows.items():
         vals = [by[str(p)]["per_second"] for p in counts]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import subprocess
 import sys
@@ -59,6 +60,10 @@ def run_cli(
     from korag.cli import main
 
     saved_env, saved_argv, saved_cwd = dict(os.environ), sys.argv, Path.cwd()
+    # the CLI configures logging for its process; here that process is pytest's, whose log
+    # capture (caplog) later tests rely on, so the loggers are put back as they were
+    korag_log, root_log = logging.getLogger("korag"), logging.getLogger()
+    saved_log = (list(korag_log.handlers), korag_log.level, korag_log.propagate, root_log.level)
     out, err = io.StringIO(), io.StringIO()
     code = 0
     try:
@@ -75,6 +80,9 @@ def run_cli(
                 traceback.print_exc()  # what --debug shows
                 code = 1
     finally:
+        korag_log.handlers[:], korag_log.propagate = saved_log[0], saved_log[2]
+        korag_log.setLevel(saved_log[1])  # setLevel, not `.level =`: it also clears the level cache
+        root_log.setLevel(saved_log[3])
         os.chdir(saved_cwd)
         sys.argv = saved_argv
         os.environ.clear()

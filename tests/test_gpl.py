@@ -19,9 +19,12 @@ from korag.training.gpl import GPLTrainConfig, label_margins, mine_examples, stu
 @pytest.fixture(scope="module")
 def teacher(tiny_encoder, tmp_path_factory) -> Path:
     """A tiny cross-encoder: the tiny encoder with a (random, fixed) scoring head."""
+    import torch
+
     from korag.retrieval.rerank import load_cross_encoder
 
     out = tmp_path_factory.mktemp("teacher") / "ce"
+    torch.manual_seed(0)  # the head is drawn at random: the same teacher on every run
     load_cross_encoder(tiny_encoder, new_head=True).save(str(out))
     return out
 

@@ -404,13 +404,16 @@ class Collection:
         return r
 
     def warm_up(self) -> None:
-        """Load the models the collection's retrievers use, so the first search or add does not
-        wait for them (a server calls this at start)."""
+        """Load the models the collection's retrievers use, the current indexes and the query
+        tokenizer, so the first search or add does not wait for them (a server calls this at start:
+        Kiwi alone takes seconds to load, more than an HTTP client's default timeout on 2 busy cores)."""
         for kind in self.config.retrievers():
             if kind != "bm25" and kind not in self._models:
                 self._new_member(kind)
         if self.config.engine.kind == "milvus":
             self._engine()
+        if len(self._current().passages):
+            self.search("준비", 1)  # one query through every member (and the reranker, if any)
 
     def _device(self) -> str:
         from korag.models.device import resolve_device

@@ -166,7 +166,7 @@ def export_opensearch(
     overwrite: bool = False,
 ) -> OpenSearchExport:
     """Write the ML Commons zips and configs, index mapping, ingest pipeline and query examples."""
-    from korag.models.sparse import document_tokenizer, load_sparse_encoder, query_weights
+    from korag.models.sparse import document_tokenizer, load_sparse_encoder
 
     check_prune(prune_type, prune_ratio)
     model = load_sparse_encoder(model_dir)
@@ -205,38 +205,9 @@ def export_opensearch(
         tzip = tcfg_path = None
         query_model = {"model_id": "<sparse encoder model_id>"}
         if info.mode == "doc-only":
-            weights = query_weights(model)
-            # Lucene's feature queries take weights in (0, 64]: one factor keeps every ranking
-            weights = weights * min(1.0, MAX_QUERY_WEIGHT / max(float(weights.max()), 1e-12))
-            idf = {opensearch_token(pieces[i], dot): float(w) for i, w in enumerate(weights.tolist()) if w > 0}
-            tzip = tmp / f"{name}-tokenizer-{version}.zip"
-            _zip(tzip, {"tokenizer.json": tokenizer_bytes, "idf.json": json.dumps(idf, ensure_ascii=False).encode()})
-            tcfg = _register_config(
-                f"{name}-tokenizer", version, "SPARSE_TOKENIZE", tzip, "korag doc-only query tokenizer (IDF)", {}
-            )
-            tcfg_path = tmp / "ml-commons_tokenizer_config.json"
-            atomic.write_json(tcfg_path, tcfg)
+            tzip, tcfg_path = _write_query_tokenizer(tmp, model, name, version, pieces, dot, tokenizer_bytes)
             query_model = {"model_id": "<sparse tokenizer model_id>"}
-
-        mapping = {
-            "settings": {"default_pipeline": f"{name}-ingest"},
-            "mappings": {"properties": {text_field: {"type": "text"}, field_name: {"type": "rank_features"}}},
-        }
-        processor: dict[str, Any] = {"model_id": "<sparse encoder model_id>", "field_map": {text_field: field_name}}
-        if prune_type != "none":
-            processor.update(prune_type=prune_type, prune_ratio=prune_ratio)
-        pipeline = {"description": f"{name}: sparse encoding", "processors": [{"sparse_encoding": processor}]}
-        query = {"query": {"neural_sparse": {field_name: {"query_text": "대한민국의 수도는?", **query_model}}}}
-        example_tokens = tok.convert_ids_to_tokens(tok("대한민국의 수도는?", add_special_tokens=False)["input_ids"])
-        tokens_query = {
-            "query": {
-                "neural_sparse": {field_name: {"query_tokens": {opensearch_token(t, dot): 1.0 for t in example_tokens}}}
-            }
-        }
-        atomic.write_json(tmp / "index_mapping.json", mapping)
-        atomic.write_json(tmp / "ingest_pipeline.json", pipeline)
-        atomic.write_json(tmp / "neural_sparse_query.json", query)
-        atomic.write_json(tmp / "neural_sparse_query_tokens.json", tokens_query)
+        _write_request_bodies(tmp, tok, name, field_name, text_field, prune_type, prune_ratio, dot, query_model)
         atomic.write_json(
             tmp / "export.json",
             {
@@ -258,6 +229,58 @@ def export_opensearch(
         dot_replacement=dot,
         files=files,
     )
+
+
+def _write_query_tokenizer(
+    tmp: Path, model: Any, name: str, version: str, pieces: list[str], dot: str, tokenizer_bytes: bytes
+) -> tuple[Path, Path]:
+    """A doc-only model's query side for ML Commons: the tokenizer and its IDF weights, zipped and
+    described by a SPARSE_TOKENIZE register config. Returns (zip, config) paths inside `tmp`."""
+    from korag.models.sparse import query_weights
+
+    weights = query_weights(model)
+    # Lucene's feature queries take weights in (0, 64]: one factor keeps every ranking
+    weights = weights * min(1.0, MAX_QUERY_WEIGHT / max(float(weights.max()), 1e-12))
+    idf = {opensearch_token(pieces[i], dot): float(w) for i, w in enumerate(weights.tolist()) if w > 0}
+    tzip = tmp / f"{name}-tokenizer-{version}.zip"
+    _zip(tzip, {"tokenizer.json": tokenizer_bytes, "idf.json": json.dumps(idf, ensure_ascii=False).encode()})
+    tcfg = _register_config(
+        f"{name}-tokenizer", version, "SPARSE_TOKENIZE", tzip, "korag doc-only query tokenizer (IDF)", {}
+    )
+    tcfg_path = tmp / "ml-commons_tokenizer_config.json"
+    atomic.write_json(tcfg_path, tcfg)
+    return tzip, tcfg_path
+
+
+def _write_request_bodies(
+    tmp: Path,
+    tok: Any,
+    name: str,
+    field_name: str,
+    text_field: str,
+    prune_type: str,
+    prune_ratio: float | None,
+    dot: str,
+    query_model: dict[str, str],
+) -> None:
+    """The index mapping, ingest pipeline and two example `neural_sparse` queries (by text through
+    the registered model, and by tokens as a client that encodes queries itself would send)."""
+    mapping = {
+        "settings": {"default_pipeline": f"{name}-ingest"},
+        "mappings": {"properties": {text_field: {"type": "text"}, field_name: {"type": "rank_features"}}},
+    }
+    processor: dict[str, Any] = {"model_id": "<sparse encoder model_id>", "field_map": {text_field: field_name}}
+    if prune_type != "none":
+        processor.update(prune_type=prune_type, prune_ratio=prune_ratio)
+    pipeline = {"description": f"{name}: sparse encoding", "processors": [{"sparse_encoding": processor}]}
+    query = {"query": {"neural_sparse": {field_name: {"query_text": "대한민국의 수도는?", **query_model}}}}
+    example_tokens = tok.convert_ids_to_tokens(tok("대한민국의 수도는?", add_special_tokens=False)["input_ids"])
+    query_tokens = {opensearch_token(t, dot): 1.0 for t in example_tokens}
+    tokens_query = {"query": {"neural_sparse": {field_name: {"query_tokens": query_tokens}}}}
+    atomic.write_json(tmp / "index_mapping.json", mapping)
+    atomic.write_json(tmp / "ingest_pipeline.json", pipeline)
+    atomic.write_json(tmp / "neural_sparse_query.json", query)
+    atomic.write_json(tmp / "neural_sparse_query_tokens.json", tokens_query)
 
 
 def decode_like_opensearch(tokenizer_json: dict | str | Path, ids: list[int]) -> list[str]:

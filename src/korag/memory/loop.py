@@ -207,12 +207,8 @@ def run_loop(
     last = _agree_on_start(accelerator, output, config, resume)
     per_epoch = math.ceil(n_records / settings.batch_size)
     total = settings.max_steps if settings.max_steps > 0 else math.ceil(per_epoch * settings.epochs)
-    from transformers import get_cosine_schedule_with_warmup
-
-    schedulers = [get_cosine_schedule_with_warmup(o, int(settings.warmup_ratio * total), total) for o in optimizers]
-    module = accelerator.prepare_model(_Trained(dense, sparse, step_loss), device_placement=False)
-    optimizers = [accelerator.prepare_optimizer(o, device_placement=False) for o in optimizers]
-    schedulers = [accelerator.prepare_scheduler(s) for s in schedulers]
+    trained = _Trained(dense, sparse, step_loss)
+    module, optimizers, schedulers = _prepare(accelerator, trained, optimizers, settings, total)
     progress = {"step": 0}
     _register_state_hooks(accelerator, save_state, load_state, progress)
     if last is not None:
@@ -248,13 +244,36 @@ def run_loop(
             progress["step"] = step
             _checkpoint(accelerator, output, step)
     bar.close()
+    _finish(accelerator, writer, output)
+    return LoopResult(step, time.perf_counter() - t0, history, world)
+
+
+def _prepare(
+    accelerator: Any,
+    module: torch.nn.Module,
+    optimizers: Sequence[torch.optim.Optimizer],
+    settings: LoopSettings,
+    total: int,
+) -> tuple[Any, list, list]:
+    """The trained module, the optimizers and their cosine schedules (warm-up a share of `total`)
+    handed to `accelerator`; parameters stay where the caller put them."""
+    from transformers import get_cosine_schedule_with_warmup
+
+    schedulers = [get_cosine_schedule_with_warmup(o, int(settings.warmup_ratio * total), total) for o in optimizers]
+    prepared = accelerator.prepare_model(module, device_placement=False)
+    opts = [accelerator.prepare_optimizer(o, device_placement=False) for o in optimizers]
+    return prepared, opts, [accelerator.prepare_scheduler(s) for s in schedulers]
+
+
+def _finish(accelerator: Any, writer: Any, output: Path) -> None:
+    """Close the TensorBoard writer; once every process is done, the main one removes the
+    checkpoints (a finished run has nothing to resume) while the others wait."""
     if writer is not None:
         writer.close()
     accelerator.wait_for_everyone()
-    if main:
+    if accelerator.is_main_process:
         shutil.rmtree(output / "checkpoints", ignore_errors=True)
     accelerator.wait_for_everyone()
-    return LoopResult(step, time.perf_counter() - t0, history, world)
 
 
 def _writer(output: Path):

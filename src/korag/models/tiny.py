@@ -45,6 +45,10 @@ def build_tiny_encoder(
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     tok.train_from_iterator(corpus * 3, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials))
+    # the trainer numbers its tokens in hash-map order, which changes from run to run; ids in a
+    # fixed order (specials first, then sorted) make the same texts build the same model
+    learned = sorted(set(tok.get_vocab()) - set(specials))
+    tok.model = models.WordPiece({t: i for i, t in enumerate([*specials, *learned])}, unk_token="[UNK]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
         special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))],

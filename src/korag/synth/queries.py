@@ -31,6 +31,7 @@ from korag.data.synthetic import SyntheticQuery, SyntheticSet
 from korag.errors import ConfigError, DataError
 from korag.synth.generation import GenerationConfig, Generator
 from korag.synth.prompts import QueryPrompt
+from korag.util.resume import drop_torn_tail, intact_records
 
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)(?:```|$)", re.S)
 _LIST_MARK = re.compile(r"^\s*(?:[-*•·]+|\(?\d{1,2}[.)\]]|[Qq]\d*[.:)]|\d{1,2}\s*[:：])\s*")
@@ -93,20 +94,10 @@ class _ProgressFile:
         self.path = path
         self.done: dict[str, dict[str, Any]] = {}
         if path.is_file():
-            good = 0
-            with path.open("rb") as fh:
-                for raw in fh:
-                    try:
-                        rec = json.loads(raw)
-                    except (json.JSONDecodeError, UnicodeDecodeError):
-                        break
-                    if not raw.endswith(b"\n"):
-                        break
-                    self.done[rec["doc_id"]] = rec
-                    good += len(raw)
-            if good != path.stat().st_size:
-                with path.open("r+b") as fh:
-                    fh.truncate(good)
+            records = intact_records(path)
+            for rec, _ in records:
+                self.done[rec["doc_id"]] = rec
+            drop_torn_tail(path, records[-1][1] if records else 0)
 
     def append(self, records: Sequence[dict[str, Any]]) -> None:
         with self.path.open("a", encoding="utf-8") as fh:

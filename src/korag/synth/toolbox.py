@@ -36,6 +36,7 @@ from korag.eval.qa import contains_answer
 from korag.retrieval.base import Retriever
 from korag.synth.filters import copy_ratio, hangul_share
 from korag.synth.generation import ChatMessage, GenerationConfig, Generator, Prompt
+from korag.util.resume import drop_torn_tail, intact_records
 
 log = logging.getLogger(__name__)
 
@@ -125,30 +126,22 @@ class ProgressLog:
 
     def _read(self) -> None:
         good = 0
-        with self.path.open("rb") as fh:
-            for n, raw in enumerate(fh):
-                try:
-                    rec = json.loads(raw)
-                except (json.JSONDecodeError, UnicodeDecodeError):
-                    break
-                if not raw.endswith(b"\n"):
-                    break
-                if n == 0:
-                    if rec.get("settings") != self.settings:
-                        raise ConfigError(
-                            f"{self.path}: this progress file was written with other settings; "
-                            "remove it to start over, or give another progress file"
-                        )
-                elif isinstance(rec, dict) and isinstance(rec.get("key"), str) and isinstance(rec.get("outputs"), list):
-                    self.done[rec["key"]] = [str(o) for o in rec["outputs"]]
-                else:
-                    break
-                good += len(raw)
+        for n, (rec, end) in enumerate(intact_records(self.path)):
+            if n == 0:
+                if not isinstance(rec, dict) or rec.get("settings") != self.settings:
+                    raise ConfigError(
+                        f"{self.path}: this progress file was written with other settings; "
+                        "remove it to start over, or give another progress file"
+                    )
+            elif isinstance(rec, dict) and isinstance(rec.get("key"), str) and isinstance(rec.get("outputs"), list):
+                self.done[rec["key"]] = [str(o) for o in rec["outputs"]]
+            else:
+                break
+            good = end
         if good == 0:  # not even the header survived
             self._write_lines([{"settings": self.settings}], mode="w")
-        elif good != self.path.stat().st_size:
-            with self.path.open("r+b") as fh:
-                fh.truncate(good)
+        else:
+            drop_torn_tail(self.path, good)
 
     def _write_lines(self, records: Sequence[dict[str, Any]], mode: str = "a") -> None:
         with self.path.open(mode, encoding="utf-8") as fh:
@@ -720,6 +713,20 @@ def generate_negatives(
                 candidates.append((it, neg))
     if retriever is not None and candidates:
         candidates = _rank_check(candidates, corpus, gold_of, retriever, f.roundtrip_k, with_title, report)
+    out = _negative_records(usable, candidates, corpus, gold_of, with_title)
+    report.kept = sum(len(r["negatives"]) for r in out)
+    report.notes["queries_kept"] = len(out)
+    return out, report
+
+
+def _negative_records(
+    usable: Sequence[QueryItem],
+    candidates: Sequence[tuple[QueryItem, str]],
+    corpus: Corpus,
+    gold_of: dict[str, str],
+    with_title: bool,
+) -> list[dict[str, Any]]:
+    """One training record per query with at least one kept negative, in the queries' order."""
     titles = dict(zip(corpus.ids, corpus.titles, strict=True))
     grouped: dict[str, list[str]] = {}
     for it, neg in candidates:
@@ -742,9 +749,7 @@ def generate_negatives(
                 "negative_ids": [NEGATIVE_ID.format(query=it.id, n=j + 1) for j in range(len(negs))],
             }
         )
-    report.kept = sum(len(r["negatives"]) for r in out)
-    report.notes["queries_kept"] = len(out)
-    return out, report
+    return out
 
 
 def _negative_problem(it: QueryItem, neg: str, gold: str, seen: set[str], f: FilterSettings) -> str | None:

@@ -33,14 +33,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from korag.data.schema import QASet, RetrievalSet
 from korag.data.training import TrainingPair
 from korag.errors import ConfigError
 from korag.models.encoder import load_sentence_transformer, resolve_prefixes
-from korag.training.config import DenseTrainConfig
+from korag.training.config import DenseTrainConfig, TrainConfigBase
 from korag.training.distributed import gather_negatives
 from korag.training.fit import (
+    Trained,
     TrainResult,
     finish,
     ir_evaluator,
@@ -66,7 +68,6 @@ def train_dense(
     extra_pairs: Sequence[TrainingPair] = (),
 ) -> TrainResult:
     """Fine-tune `config.base` on `train` (a dev split is held out unless `dev` is given)."""
-    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.sentence_transformer import losses
     from transformers import set_seed
 
@@ -75,17 +76,9 @@ def train_dense(
     set_seed(config.seed)
     data = prepare_pairs(train, config, dev, show_progress=show_progress, extra_pairs=extra_pairs)
 
-    model = load_sentence_transformer(config.base, device=config.device, max_seq_length=config.max_seq_length)
-    qp, pp = resolve_prefixes(model, config.query_prefix, config.passage_prefix)
+    model, qp, pp = load_student(config)
     columns = pair_columns(data.pairs, config.hard_negatives)
     prompts = {name: (qp if name == "anchor" else pp) for name in columns} if (qp or pp) else None
-
-    if config.lora:
-        from korag.models.lora import add_lora
-
-        add_lora(model, None, config.lora, task_type="FEATURE_EXTRACTION")
-    if config.dropout is not None:  # after the adapter: the override covers its dropout too
-        set_dropout_(model, config.dropout)
     scale = 1.0 / config.temperature
     # on several processes every anchor still meets the whole global batch's passages
     gather = gather_negatives()
@@ -96,12 +89,56 @@ def train_dense(
     else:
         loss = losses.MultipleNegativesRankingLoss(model, scale=scale, gather_across_devices=gather)
 
-    has_dev = len(data.dev.queries) > 0
+    trained, model_dir, adapter_dir = fit_bi_encoder(
+        model, loss, columns, data.dev, config, out, prompts=prompts, resume=resume, show_progress=show_progress
+    )
+    return finish(trained, config, data, out, model_dir, adapter_dir)
+
+
+def check_config(config: DenseTrainConfig) -> None:
+    """Reject settings that cannot work before any model is loaded."""
+    if config.loss == "cached-mnrl" and config.mini_batch_size > config.batch_size:
+        raise ConfigError("mini_batch_size must not exceed batch_size for cached-mnrl")
+
+
+def load_student(config: TrainConfigBase) -> tuple[Any, str, str]:
+    """`config.base` (a dense or GPL config: one with query and passage prefixes) ready to train:
+    LoRA added when configured, dropout overridden after it (so the override covers the adapter's
+    dropout too). Returns (model, query prefix, passage prefix)."""
+    model = load_sentence_transformer(config.base, device=config.device, max_seq_length=config.max_seq_length)
+    qp, pp = resolve_prefixes(model, config.query_prefix, config.passage_prefix)
+    if config.lora:
+        from korag.models.lora import add_lora
+
+        add_lora(model, None, config.lora, task_type="FEATURE_EXTRACTION")
+    if config.dropout is not None:
+        set_dropout_(model, config.dropout)
+    return model, qp, pp
+
+
+def fit_bi_encoder(
+    model: Any,
+    loss: Any,
+    columns: dict[str, list[Any]],
+    dev: RetrievalSet,
+    config: TrainConfigBase,
+    out: Path,
+    *,
+    prompts: dict[str, str] | None,
+    resume: bool,
+    show_progress: bool,
+) -> tuple[Trained, Path, Path | None]:
+    """Train a sentence-transformers bi-encoder with `loss` on `columns`, choosing the best
+    checkpoint by dev MRR@10 when `dev` has judged queries; save the adapter (LoRA) and the merged
+    model. Returns (the run, model directory, adapter directory or None)."""
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+
     evaluator = None
-    if has_dev:
+    if len(dev.judged_queries()):
         from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
 
-        evaluator = ir_evaluator(InformationRetrievalEvaluator, data.dev, config, qp, pp, show_progress=show_progress)
+        qp, pp = resolve_prefixes(model, config.query_prefix, config.passage_prefix)
+        evaluator = ir_evaluator(InformationRetrievalEvaluator, dev, config, qp, pp, show_progress=show_progress)
     trained = run_trainer(
         trainer_cls=SentenceTransformerTrainer,
         args_cls=SentenceTransformerTrainingArguments,
@@ -116,16 +153,8 @@ def train_dense(
         show_progress=show_progress,
         extra_args={"prompts": prompts},
     )
-
     adapter_dir = None
     if config.lora:
         adapter_dir = save_model(model, out / "adapter")
         merge_lora_(model[0].auto_model)
-    model_dir = save_model(model, out / "model")
-    return finish(trained, config, data, out, model_dir, adapter_dir)
-
-
-def check_config(config: DenseTrainConfig) -> None:
-    """Reject settings that cannot work before any model is loaded."""
-    if config.loss == "cached-mnrl" and config.mini_batch_size > config.batch_size:
-        raise ConfigError("mini_batch_size must not exceed batch_size for cached-mnrl")
+    return trained, save_model(model, out / "model"), adapter_dir

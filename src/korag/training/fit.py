@@ -231,35 +231,20 @@ def use_bf16(config: TrainConfigBase) -> bool:
     return wants_bf16(config.precision, config.device)
 
 
-def run_trainer(
-    *,
-    trainer_cls: type,
+def _training_args(
     args_cls: type,
-    model,
-    loss,
-    columns: dict[str, list[str]],
-    evaluator,
-    metric_for_best: str | None,
     config: TrainConfigBase,
-    output: Path,
-    resume: bool,
+    ckpt_dir: Path,
+    has_dev: bool,
+    metric_for_best: str | None,
     show_progress: bool,
-    extra_args: dict[str, Any] | None = None,
-    extra_callbacks: list | None = None,
-) -> Trained:
-    """Train with checkpoints, TensorBoard and resumption; then the final dev metrics (computed by
-    the main process; the others return none). `config.batch_size` is the global batch."""
-    from datasets import Dataset
+    extra_args: dict[str, Any] | None,
+) -> Any:
+    """The trainer's arguments from `config`: checkpoints and evaluation every `eval_steps`, the
+    best dev checkpoint loaded at the end when there is a dev set, no duplicate texts in a batch."""
     from sentence_transformers.base.sampler import BatchSamplers
-    from torch.utils.tensorboard import SummaryWriter
-    from transformers.integrations import TensorBoardCallback
-    from transformers.trainer_utils import get_last_checkpoint
 
-    from korag.training.callbacks import GradientStatsCallback, TimeEstimateCallback
-
-    has_dev = evaluator is not None
-    ckpt_dir = output / "checkpoints"
-    args = args_cls(
+    return args_cls(
         output_dir=str(ckpt_dir),
         num_train_epochs=config.epochs,
         max_steps=config.max_steps,
@@ -287,10 +272,14 @@ def run_trainer(
         dataloader_num_workers=0,
         **(extra_args or {}),
     )
-    main = is_main_process()
-    # one TensorBoard writer, on the main process: gradients are already averaged when the
-    # statistics are taken, so the other processes would write the same figures again
-    writer = SummaryWriter(str(output / "tensorboard")) if main else None
+
+
+def _callbacks(config: TrainConfigBase, writer: Any) -> list:
+    """The time estimate everywhere; TensorBoard scalars and gradient statistics where `writer` is."""
+    from transformers.integrations import TensorBoardCallback
+
+    from korag.training.callbacks import GradientStatsCallback, TimeEstimateCallback
+
     callbacks: list = [TimeEstimateCallback()]
     if writer is not None:
         callbacks += [
@@ -302,6 +291,39 @@ def run_trainer(
                 histogram_every=config.histogram_steps,
             ),
         ]
+    return callbacks
+
+
+def run_trainer(
+    *,
+    trainer_cls: type,
+    args_cls: type,
+    model,
+    loss,
+    columns: dict[str, list[str]],
+    evaluator,
+    metric_for_best: str | None,
+    config: TrainConfigBase,
+    output: Path,
+    resume: bool,
+    show_progress: bool,
+    extra_args: dict[str, Any] | None = None,
+    extra_callbacks: list | None = None,
+) -> Trained:
+    """Train with checkpoints, TensorBoard and resumption; then the final dev metrics (computed by
+    the main process; the others return none). `config.batch_size` is the global batch."""
+    from datasets import Dataset
+    from torch.utils.tensorboard import SummaryWriter
+    from transformers.trainer_utils import get_last_checkpoint
+
+    has_dev = evaluator is not None
+    ckpt_dir = output / "checkpoints"
+    args = _training_args(args_cls, config, ckpt_dir, has_dev, metric_for_best, show_progress, extra_args)
+    main = is_main_process()
+    # one TensorBoard writer, on the main process: gradients are already averaged when the
+    # statistics are taken, so the other processes would write the same figures again
+    writer = SummaryWriter(str(output / "tensorboard")) if main else None
+    callbacks = _callbacks(config, writer)
     trainer = trainer_cls(
         model=model,
         args=args,

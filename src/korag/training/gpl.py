@@ -280,20 +280,11 @@ def train_gpl(
     """Train `config.base` on `train`'s (generated) queries with MarginMSE against the teacher's
     margins; a share of the queries (`eval_fraction`) is held out to pick the best checkpoint
     unless `dev` is given. Returns the `korag.training.fit.TrainResult`."""
-    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.sentence_transformer import losses
     from transformers import set_seed
 
-    from korag.models.encoder import load_sentence_transformer, resolve_prefixes
-    from korag.training.fit import (
-        PreparedPairs,
-        finish,
-        ir_evaluator,
-        merge_lora_,
-        run_trainer,
-        save_model,
-        set_dropout_,
-    )
+    from korag.training.dense import fit_bi_encoder, load_student
+    from korag.training.fit import PreparedPairs, finish
 
     out = Path(output)
     set_seed(config.seed)
@@ -304,46 +295,17 @@ def train_gpl(
     examples, reused = prepare_examples(train, config, out, teacher=teacher, show_progress=show_progress)
     margins = np.array([e.margins for e in examples], dtype=np.float64)
 
-    model = load_sentence_transformer(config.base, device=config.device, max_seq_length=config.max_seq_length)
-    qp, pp = resolve_prefixes(model, config.query_prefix, config.passage_prefix)
+    model, qp, pp = load_student(config)
     columns: dict[str, list[Any]] = {"anchor": [e.query for e in examples], "positive": [e.positive for e in examples]}
     for j in range(config.hard_negatives):
         columns[f"negative_{j + 1}"] = [e.negatives[j] for e in examples]
     # sentence-transformers takes a list per row as the margins to each negative
     columns["label"] = [list(e.margins) for e in examples]
     prompts = {name: (qp if name == "anchor" else pp) for name in columns if name != "label"} if (qp or pp) else None
-
-    if config.lora:
-        from korag.models.lora import add_lora
-
-        add_lora(model, None, config.lora, task_type="FEATURE_EXTRACTION")
-    if config.dropout is not None:
-        set_dropout_(model, config.dropout)
     loss = losses.MarginMSELoss(model, similarity_fct=ScaledCosine(config.similarity_scale))
-    evaluator = None
-    if len(dev.judged_queries()):
-        from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
-
-        evaluator = ir_evaluator(InformationRetrievalEvaluator, dev, config, qp, pp, show_progress=show_progress)
-    trained = run_trainer(
-        trainer_cls=SentenceTransformerTrainer,
-        args_cls=SentenceTransformerTrainingArguments,
-        model=model,
-        loss=loss,
-        columns=columns,
-        evaluator=evaluator,
-        metric_for_best="eval_dev_cosine_mrr@10",
-        config=config,
-        output=out,
-        resume=resume,
-        show_progress=show_progress,
-        extra_args={"prompts": prompts},
+    trained, model_dir, adapter_dir = fit_bi_encoder(
+        model, loss, columns, dev, config, out, prompts=prompts, resume=resume, show_progress=show_progress
     )
-    adapter_dir = None
-    if config.lora:
-        adapter_dir = save_model(model, out / "adapter")
-        merge_lora_(model[0].auto_model)
-    model_dir = save_model(model, out / "model")
     pairs = [
         TrainingPair(e.query, e.positive, e.negatives, e.query_id, e.positive_id, e.negative_ids) for e in examples
     ]

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -119,11 +120,6 @@ def train_sparse(
     """Train a sparse encoder on `train` (a dev split is held out unless `dev` is given): build
     the model (IDF, output vocabulary, calibrated head), warm the expansion head up with masked
     LM, then train with the contrastive or distillation loss under FLOPS regularisation."""
-    from sentence_transformers.sparse_encoder import SparseEncoderTrainer, SparseEncoderTrainingArguments
-    from sentence_transformers.sparse_encoder.callbacks.splade_callbacks import (
-        SpladeRegularizerWeightSchedulerCallback,
-    )
-    from sentence_transformers.sparse_encoder.evaluation import SparseInformationRetrievalEvaluator
     from transformers import set_seed
 
     from korag.models.sparse import save_sparse_encoder, transformer_model
@@ -146,6 +142,41 @@ def train_sparse(
         if config.dropout is not None:  # the override covers the adapter's dropout too
             set_dropout_(model, config.dropout)
     loss, columns = _loss(model, data, config)
+    trained = _fit(model, loss, columns, data, config, out, resume=resume, show_progress=show_progress)
+    adapter_dir = None
+    if config.lora:
+        adapter_dir = save_model(hf, out / "adapter", lambda m, p: m.save_pretrained(p))
+        merge_lora_(hf)
+    lambda_d, lambda_q = config.regularizers()
+    extra = {
+        "output_vocabulary": len(output_ids) if output_ids is not None else None,
+        "regularizers": {"document": lambda_d, "query": lambda_q},
+        "mlm_warmup": asdict(warmup) if warmup else None,
+        "expansion_bias_shift": shift,
+    }
+    model_dir = save_model(model, out / "model", save_sparse_encoder)
+    return finish(trained, config, data, out, model_dir, adapter_dir, extra)
+
+
+def _fit(
+    model: Any,
+    loss: Any,
+    columns: dict[str, list[Any]],
+    data: Any,
+    config: SparseTrainConfig,
+    out: Path,
+    *,
+    resume: bool,
+    show_progress: bool,
+) -> Any:
+    """Run sentence-transformers' sparse trainer: per-module learning rates, doc-only routing of
+    the query column, dev MRR@10 for the best checkpoint, the FLOPS weight warmed up quadratically."""
+    from sentence_transformers.sparse_encoder import SparseEncoderTrainer, SparseEncoderTrainingArguments
+    from sentence_transformers.sparse_encoder.callbacks.splade_callbacks import (
+        SpladeRegularizerWeightSchedulerCallback,
+    )
+    from sentence_transformers.sparse_encoder.evaluation import SparseInformationRetrievalEvaluator
+
     extra_args: dict = {"learning_rate_mapping": _lr_mapping(model, config)}
     if config.mode == "doc-only":
         extra_args["router_mapping"] = {c: ("query" if c == "anchor" else "document") for c in columns if c != "label"}
@@ -155,7 +186,7 @@ def train_sparse(
         if len(data.dev.queries)
         else None
     )
-    trained = run_trainer(
+    return run_trainer(
         trainer_cls=SparseEncoderTrainer,
         args_cls=SparseEncoderTrainingArguments,
         model=model,
@@ -174,19 +205,6 @@ def train_sparse(
             )
         ],
     )
-    adapter_dir = None
-    if config.lora:
-        adapter_dir = save_model(hf, out / "adapter", lambda m, p: m.save_pretrained(p))
-        merge_lora_(hf)
-    lambda_d, lambda_q = config.regularizers()
-    extra = {
-        "output_vocabulary": len(output_ids) if output_ids is not None else None,
-        "regularizers": {"document": lambda_d, "query": lambda_q},
-        "mlm_warmup": asdict(warmup) if warmup else None,
-        "expansion_bias_shift": shift,
-    }
-    model_dir = save_model(model, out / "model", save_sparse_encoder)
-    return finish(trained, config, data, out, model_dir, adapter_dir, extra)
 
 
 def _build_model(config: SparseTrainConfig, texts: list[str], queries: list[str], show_progress: bool):

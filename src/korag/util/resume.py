@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -43,3 +44,28 @@ def check_resumable(output: Path, config: BaseModel, last: str | None) -> None:
     if last is None and (output / "checkpoints").is_dir():
         shutil.rmtree(output / "checkpoints")  # not resuming: stale checkpoints must not be picked up later
     atomic.write_json(path, current)
+
+
+def intact_records(path: Path) -> list[tuple[Any, int]]:
+    """The records of an append-only JSON Lines progress file up to its first torn or undecodable
+    line (a crash mid-write), each with the byte offset where its line ends."""
+    out: list[tuple[Any, int]] = []
+    end = 0
+    with path.open("rb") as fh:
+        for raw in fh:
+            if not raw.endswith(b"\n"):
+                break
+            try:
+                rec = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                break
+            end += len(raw)
+            out.append((rec, end))
+    return out
+
+
+def drop_torn_tail(path: Path, good: int) -> None:
+    """Cut `path` back to its first `good` bytes (the intact lines) so appends continue cleanly."""
+    if good != path.stat().st_size:
+        with path.open("r+b") as fh:
+            fh.truncate(good)

@@ -142,9 +142,47 @@ def compare_systems(
         raise ConfigError("dense and hybrid baselines need the model's encoder (train the read phase first)")
     wanted = {*baselines, *(["bm25"] if clara_dir is not None else []), *(["dense"] if xrag_dir is not None else [])}
     retrieved = _retrieved(pool, records, width, wanted, with_title, queries.encoder.model if queries else None)
+    rows += _baseline_rows(
+        model, pool, records, width, baselines, retrieved, with_title, info, clara_dir, xrag_dir, device, batch_size
+    )
+    text_bytes = sum(len(t.encode("utf-8")) for t in pool.contents(with_title)) / len(pool)
+    result: dict[str, Any] = {
+        "rows": rows,
+        "questions": len(records),
+        "k": width,
+        "documents": len(pool),
+        "text_bytes_per_document": text_bytes,
+    }
+    options = {"identify": identify, "regenerate": regenerate, "random_projection": random_projection}
+    if write and written_dir is not None:
+        del model, reader  # the written model replaces it in memory
+        result["write"] = measure_write_quality(
+            written_dir, corpus, device=device, show_progress=show_progress, doc_ids=info["doc_ids"], **options
+        )
+    elif write:
+        result["write"] = model_write_quality(model, info, corpus, str(pqa_dir), show_progress=show_progress, **options)
+    return result
+
+
+def _baseline_rows(
+    model: Any,
+    pool: Corpus,
+    records: list,
+    width: int,
+    baselines: Sequence[str],
+    retrieved: dict[str, Any],
+    with_title: bool,
+    info: dict[str, Any],
+    clara_dir: str | Path | None,
+    xrag_dir: str | Path | None,
+    device: str,
+    batch_size: int,
+) -> list[SystemRow]:
+    """The text baselines read by the PQA model's own LM (adapters off), then CLaRa over BM25's
+    passages and xRAG over dense's, when their directories are given."""
     text = TextReader(model, max_answer_tokens=model.config.max_answer_tokens)
     shown = {n: r for n, r in retrieved.items() if n in baselines}
-    rows.extend(
+    rows = list(
         text_baselines(
             text,
             pool,
@@ -161,23 +199,7 @@ def compare_systems(
         rows.append(_clara_row(clara_dir, pool, records, retrieved["bm25"], width, device, batch_size))
     if xrag_dir is not None:
         rows.append(_xrag_row(xrag_dir, info["doc_ids"], records, retrieved["dense"], width, device, batch_size))
-    text_bytes = sum(len(t.encode("utf-8")) for t in pool.contents(with_title)) / len(pool)
-    result: dict[str, Any] = {
-        "rows": rows,
-        "questions": len(records),
-        "k": width,
-        "documents": len(pool),
-        "text_bytes_per_document": text_bytes,
-    }
-    options = {"identify": identify, "regenerate": regenerate, "random_projection": random_projection}
-    if write and written_dir is not None:
-        del model, reader, text  # the written model replaces it in memory
-        result["write"] = measure_write_quality(
-            written_dir, corpus, device=device, show_progress=show_progress, doc_ids=info["doc_ids"], **options
-        )
-    elif write:
-        result["write"] = model_write_quality(model, info, corpus, str(pqa_dir), show_progress=show_progress, **options)
-    return result
+    return rows
 
 
 def _retrieved(

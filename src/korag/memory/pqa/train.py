@@ -293,14 +293,7 @@ def train_read(
     encoder_name = config.encoder or info.get("encoder")
     if not encoder_name:
         raise ConfigError("the read phase needs a dense query encoder (--encoder)")
-    records = read_records(examples, info["doc_ids"])
-    if not records:
-        raise ConfigError(
-            f"none of the {len(examples)} questions has an answer and all its documents in the written pool "
-            f"({len(info['doc_ids'])} documents of {config.init_from})"
-        )
-    if config.hops == "iterative" and not any(len(g) >= 2 for _, g in records):
-        raise ConfigError("hops='iterative' needs questions with two or more documents in hop order")
+    records = _checked_read_records(examples, info["doc_ids"], config)
     encoder = load_query_encoder(encoder_name)
     titles = [corpus.get(d).title if d in corpus else "" for d in info["doc_ids"]]
     contents = [corpus.get(d).content(written_with_title(info)) if d in corpus else "" for d in info["doc_ids"]]
@@ -317,11 +310,7 @@ def train_read(
     step.selector = selector
     if config.lora is not None and model.lora is None:
         model.add_reader_lora(config.lora)
-    groups: list[dict[str, Any]] = [{"params": list(selector.parameters()), "lr": config.lr_selector}]
-    if model.lora is not None:
-        _train_or_freeze(groups, lora_parameters(model.lm, [READER]), config.lr_lm)
-    _train_or_freeze(groups, list(model.projection.parameters()), config.lr_projection)
-    _train_or_freeze(groups, [model.pool], config.lr_z if model.config.memory == "learned" else 0.0)
+    groups = _read_param_groups(model, selector, config)
     if config.selector_warmup_steps > 0:
         _warm_up_selector(step, selector, config, out / "selector-warmup", resume, show_progress)
     optimizer = torch.optim.AdamW(groups, weight_decay=0.0)
@@ -360,3 +349,29 @@ def train_read(
     )
     atomic.write_json(out / "training.json", record)
     return record
+
+
+def _checked_read_records(
+    examples: Sequence[QAExample], doc_ids: list[str], config: ReadConfig
+) -> list[tuple[QAExample, tuple[int, ...]]]:
+    """The read phase's (question, hop-ordered documents) records; refuses a set that cannot train."""
+    records = read_records(examples, doc_ids)
+    if not records:
+        raise ConfigError(
+            f"none of the {len(examples)} questions has an answer and all its documents in the written pool "
+            f"({len(doc_ids)} documents of {config.init_from})"
+        )
+    if config.hops == "iterative" and not any(len(g) >= 2 for _, g in records):
+        raise ConfigError("hops='iterative' needs questions with two or more documents in hop order")
+    return records
+
+
+def _read_param_groups(model: Any, selector: Any, config: ReadConfig) -> list[dict[str, Any]]:
+    """Optimizer groups of the read phase: the selector always; the reader LoRA, the projection and
+    the learned memory pool at their own rates, frozen where a rate is 0."""
+    groups: list[dict[str, Any]] = [{"params": list(selector.parameters()), "lr": config.lr_selector}]
+    if model.lora is not None:
+        _train_or_freeze(groups, lora_parameters(model.lm, [READER]), config.lr_lm)
+    _train_or_freeze(groups, list(model.projection.parameters()), config.lr_projection)
+    _train_or_freeze(groups, [model.pool], config.lr_z if model.config.memory == "learned" else 0.0)
+    return groups
