@@ -113,8 +113,15 @@ def train_reranker_cmd(args) -> None:
     plot_curve(Path(args.out), ROOT / "bench" / "results" / "reranker_curve.png")
 
 
-def plot_curve(run: Path, png: Path) -> list[dict]:
-    """Held-out MRR@10 (reranked vs BM25) over training steps, from the trainer's state."""
+def plot_curve(
+    run: Path,
+    png: Path,
+    key: str = "eval_dev_mrr@10",
+    label: str = "reranked BM25 top 30",
+    base_key: str | None = "eval_dev_base_mrr@10",
+) -> list[dict]:
+    """Held-out MRR@10 over training steps (`key`; `base_key` drawn dashed as the baseline, BM25
+    for the reranker) and the training loss, from the trainer's last saved state."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -125,14 +132,15 @@ def plot_curve(run: Path, png: Path) -> list[dict]:
         return []
     history = json.loads(states[-1].read_text())["log_history"]
     points = [
-        {"step": h["step"], "mrr@10": h["eval_dev_mrr@10"], "base_mrr@10": h.get("eval_dev_base_mrr@10")}
+        {"step": h["step"], "mrr@10": h[key], "base_mrr@10": h.get(base_key) if base_key else None}
         for h in history
-        if "eval_dev_mrr@10" in h
+        if key in h
     ]
     losses = [(h["step"], h["loss"]) for h in history if "loss" in h]
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
-    a.plot([p["step"] for p in points], [p["mrr@10"] for p in points], "o-", label="reranked BM25 top 30")
-    a.plot([p["step"] for p in points], [p["base_mrr@10"] for p in points], "--", label="BM25")
+    a.plot([p["step"] for p in points], [p["mrr@10"] for p in points], "o-", label=label)
+    if base_key:
+        a.plot([p["step"] for p in points], [p["base_mrr@10"] for p in points], "--", label="BM25")
     a.set_xlabel("step")
     a.set_ylabel("held-out MRR@10")
     a.legend()
@@ -142,7 +150,7 @@ def plot_curve(run: Path, png: Path) -> list[dict]:
     fig.tight_layout()
     png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png, dpi=120)
-    console.print(f"wrote {png}")
+    console.print(f"wrote {png}: {points}")
     return points
 
 
@@ -166,36 +174,9 @@ def train_dense_cmd(args) -> None:
     console.print(f"training the dense model: {config.model_dump()}")
     result = train_dense(sets["train"], config, args.out, dev=sets["dev"])
     console.print(f"dense model at {result.model_dir}: {result.metrics}")
-    plot_dense_curve(Path(args.out), ROOT / "bench" / "results" / "dense_curve.png")
-
-
-def plot_dense_curve(run: Path, png: Path) -> list[dict]:
-    """Held-out MRR@10 and training loss over steps, from the trainer's last state."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    states = sorted(run.glob("checkpoints/checkpoint-*/trainer_state.json"), key=lambda p: int(p.parent.name[11:]))
-    if not states:
-        return []
-    history = json.loads(states[-1].read_text())["log_history"]
-    key = "eval_dev_cosine_mrr@10"
-    points = [{"step": h["step"], "mrr@10": h[key]} for h in history if key in h]
-    losses = [(h["step"], h["loss"]) for h in history if "loss" in h]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
-    a.plot([p["step"] for p in points], [p["mrr@10"] for p in points], "o-", label="fine-tuned e5-small")
-    a.set_xlabel("step")
-    a.set_ylabel("held-out KorQuAD MRR@10")
-    a.legend()
-    b.plot(*zip(*losses, strict=True)) if losses else None
-    b.set_xlabel("step")
-    b.set_ylabel("training loss")
-    fig.tight_layout()
-    png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png, dpi=120)
-    console.print(f"wrote {png}: {points}")
-    return points
+    plot_curve(
+        Path(args.out), ROOT / "bench" / "results" / "dense_curve.png", "eval_dev_cosine_mrr@10", "fine-tuned e5-small"
+    )
 
 
 # -- scoring -----------------------------------------------------------------------------------

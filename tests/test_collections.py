@@ -325,7 +325,7 @@ def test_a_streamed_answer_equals_the_generated_one(reader_lm):
     config = GenerationConfig(max_tokens=12, stop=("다",))
     prompt = "자료:\n[1] 한라산의 높이는 1,947미터이다.\n질문: 한라산의 높이는?\n답:"
     assert "".join(gen.stream(prompt, config)) == gen.generate([prompt], config)[0]
-    assert LLMReader(gen).style == ("chat" if gen.tokenizer.chat_template else "completion")
+    assert LLMReader(gen).style == ("chat" if gen.has_chat_template else "completion")
     assert (
         LLMReader(gen, style="completion").config().stop == ("\n",) and not LLMReader(gen, style="chat").config().stop
     )

@@ -138,7 +138,10 @@ def test_a_second_process_on_a_lite_file_gets_one_line(tiny_encoder, tmp_path):
     assert r.returncode == 2
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "another process" in lines[0] and "milvus-lite server" in lines[0], r.stderr
-    holder._engine().store.close()
+    holder.close()  # released: now the other process may open it
+    r = run_cli("add", "lite", str(note), env=env, subprocess_=True)
+    assert r.returncode == 0, r.stderr
+    assert "note.txt" in {d.id for d in Collection.open(home / "collections" / "lite").documents()}
 
 
 def test_the_engine_is_chosen_at_creation(tmp_path):

@@ -203,7 +203,9 @@ NOISE = 0.015
 @pytest.mark.slow
 def test_reconstruction_grows_with_memory_tokens(world, lm_dir):
     docs = world.corpus().texts[:64]
-    sizes = (1, 2, 4, 8, 16)
+    # every other size of the calibration above (1, 2, 4, 8, 16): neighbours here are 4× apart,
+    # so their gaps are wider than the noise was measured for, at 3/5 of the suite time
+    sizes = (1, 4, 16)
     acc = [_written_accuracy(lm_dir, docs, m, 2, steps=600) for m in sizes]
     assert all(b >= a - NOISE for a, b in itertools.pairwise(acc)), acc
     slope = np.polyfit(np.log2(sizes), acc, 1)[0]

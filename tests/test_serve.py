@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 
 from conftest import run_cli
 from korag.collections import Collection, CollectionConfig
-from korag.collections.ask import AskSettings
+from korag.collections.config import AskSettings
 from korag.data.chunk import ChunkConfig
 from korag.data.schema import Document
 from korag.serve.app import create_app, safe_name

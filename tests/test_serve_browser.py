@@ -19,7 +19,7 @@ pytest.importorskip("fastapi")
 playwright = pytest.importorskip("playwright.sync_api")
 
 from korag.collections import Collection, CollectionConfig  # noqa: E402
-from korag.collections.ask import AskSettings  # noqa: E402
+from korag.collections.config import AskSettings  # noqa: E402
 from korag.data.chunk import ChunkConfig  # noqa: E402
 from korag.data.schema import Document  # noqa: E402
 from korag.serve.app import create_app  # noqa: E402

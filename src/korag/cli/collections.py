@@ -13,8 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from korag.cli.common import ConfigOpt, SetOpt, ShowConfigOpt, config_from, err, flag, out, require_extra
-from korag.collections.ask import AskSettings
-from korag.collections.config import CollectionConfig
+from korag.collections.config import AskSettings, CollectionConfig
 from korag.errors import ConfigError
 
 app = typer.Typer(help="Create, list, inspect and delete collections of your documents.", no_args_is_help=True)
@@ -116,6 +115,7 @@ def create(
             raise ConfigError(f"--{kind} {s.model}: no such model directory")
     root = _path(name, home)
     coll = Collection.create(root, settings)
+    coll.close()  # created and checked; a Milvus Lite file is free for the next command
     kinds = ", ".join(settings.retrievers())
     out.print(f"created collection [bold]{escape(coll.name)}[/] at {root} (retrievers: {kinds})")
     out.print(f"next: korag add {escape(name)} FILES_OR_FOLDERS")

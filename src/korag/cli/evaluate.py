@@ -9,7 +9,7 @@ import typer
 
 from korag import atomic
 from korag.cli.common import check_k, flag, out
-from korag.collections.ask import AskSettings
+from korag.collections.config import AskSettings
 from korag.errors import ConfigError, DataError
 from korag.text.tokenize import DEFAULT_TOKENIZER
 

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from korag.cli.common import config_from, err, flag, out, require_extra
-from korag.collections.ask import AskSettings
+from korag.collections.config import AskSettings
 from korag.errors import ConfigError
 from korag.serve.schemas import ServeSettings
 

@@ -25,16 +25,13 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
-from pydantic import Field
-
+from korag.collections.config import PromptStyle
 from korag.errors import ConfigError
 from korag.eval.qa import contains_answer
 from korag.retrieval.hits import Hit
-from korag.util.config import StrictModel
 
-PromptStyle = Literal["auto", "completion", "chat"]
 NO_ANSWER = "자료에서 답을 찾을 수 없습니다"
 
 _RULES = (
@@ -187,12 +184,9 @@ class LLMReader:
 
 
 def _choose_style(generator: Any, style: PromptStyle) -> str:
-    if style != "auto":
-        return style
-    if generator.describe().get("backend") == "http":
-        return "chat"
-    tokenizer = getattr(generator, "tokenizer", None)
-    return "chat" if getattr(tokenizer, "chat_template", None) else "completion"
+    from korag.synth.chat import resolve_prompt_style
+
+    return resolve_prompt_style(generator, style)
 
 
 class ClaraAnswerReader:
@@ -217,28 +211,6 @@ class ClaraAnswerReader:
             yield self.reader.answer([question], [[h.text for h in passages]])[0].strip()
         else:
             yield self.reader.baseline([question])[0].strip()
-
-
-class AskSettings(StrictModel):
-    """How `korag ask` (and `Collection.ask`, the server's /ask) answers."""
-
-    reader: str = Field(
-        "gemma3-270m",
-        description="gemma3-270m (offline), a model directory or .gguf, llamacpp:FILE, an http(s):// "
-        "OpenAI-compatible URL (vLLM, llama.cpp server), or clara:DIR (a trained CLaRa model)",
-    )
-    # 3, not 5: Gemma 3 270M reads a 3-passage prompt (~1,500 tokens) in ~3 s on 2 cores
-    k: int = Field(3, ge=1, description="passages to retrieve and read")
-    retriever: Literal["bm25", "dense", "sparse", "hybrid"] | None = Field(
-        None, description="bm25 | dense | sparse | hybrid [default: the collection's]"
-    )
-    style: PromptStyle = Field("auto", description="prompt style: auto | completion (base models) | chat")
-    max_tokens: int = Field(128, ge=1, description="longest answer, in tokens")
-    model_name: str | None = Field(None, description="the model name an OpenAI-compatible server expects")
-    rerank: str | None = Field(
-        None, description="rerank the retriever's candidates with this cross-encoder [default: the collection's]"
-    )
-    rerank_k: int = Field(30, ge=1, description="candidates the cross-encoder reorders (with rerank)")
 
 
 def make_reader(

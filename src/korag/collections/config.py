@@ -122,3 +122,29 @@ class CollectionConfig(StrictModel):
         if kind not in available:
             raise ConfigError(f"collection {self.name!r} has no {kind} retriever (it has: {', '.join(available)})")
         return kind
+
+
+PromptStyle = Literal["auto", "completion", "chat"]
+
+
+class AskSettings(StrictModel):
+    """How `korag ask` (and `Collection.ask`, the server's /ask) answers."""
+
+    reader: str = Field(
+        "gemma3-270m",
+        description="gemma3-270m (offline), a model directory or .gguf, llamacpp:FILE, an http(s):// "
+        "OpenAI-compatible URL (vLLM, llama.cpp server), or clara:DIR (a trained CLaRa model)",
+    )
+    # 3, not 5: Gemma 3 270M reads a 3-passage prompt (~1,500 tokens) in ~3 s on 2 cores with bf16
+    # (18 s on 2 cores without: bench/documents.py)
+    k: int = Field(3, ge=1, description="passages to retrieve and read")
+    retriever: Literal["bm25", "dense", "sparse", "hybrid"] | None = Field(
+        None, description="bm25 | dense | sparse | hybrid [default: the collection's]"
+    )
+    style: PromptStyle = Field("auto", description="prompt style: auto | completion (base models) | chat")
+    max_tokens: int = Field(128, ge=1, description="longest answer, in tokens")
+    model_name: str | None = Field(None, description="the model name an OpenAI-compatible server expects")
+    rerank: str | None = Field(
+        None, description="rerank the retriever's candidates with this cross-encoder [default: the collection's]"
+    )
+    rerank_k: int = Field(30, ge=1, description="candidates the cross-encoder reorders (with rerank)")

@@ -403,6 +403,20 @@ class Collection:
         self._models.setdefault(kind, r.model)
         return r
 
+    def close(self) -> None:
+        """Release the Milvus connection, if this collection opened one: a Milvus Lite file can be
+        open in one process only, so a process that built a collection closes it before another
+        (``korag serve``) opens it. Embedded indexes hold nothing to release."""
+        if self._milvus is not None:
+            self._milvus.store.close()
+            self._milvus = None
+
+    def __enter__(self) -> Collection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def warm_up(self) -> None:
         """Load the models the collection's retrievers use, the current indexes and the query
         tokenizer, so the first search or add does not wait for them (a server calls this at start:

@@ -11,12 +11,14 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from korag.data.schema import Corpus, Document
 from korag.text.tokenize import Tokenizer, make_tokenizer
+
+if TYPE_CHECKING:  # the schema needs numpy; settings (ChunkConfig) are read at CLI start-up without it
+    from korag.data.schema import Corpus, Document
 
 
 class ChunkConfig(BaseModel):
@@ -196,6 +198,8 @@ def chunk_spans(text: str, config: ChunkConfig, tokenizer: Tokenizer | None = No
 
 def chunk_document(doc: Document, config: ChunkConfig, tokenizer: Tokenizer | None = None) -> list[Document]:
     """Passages of one document, ids ``<doc id>#<n>``; meta records the source id and offsets."""
+    from korag.data.schema import Document
+
     spans = chunk_spans(doc.text, config, tokenizer)
     if len(spans) <= 1 and (not spans or (spans[0].start, spans[0].end) == (0, len(doc.text))):
         return [doc]
@@ -213,6 +217,8 @@ def chunk_document(doc: Document, config: ChunkConfig, tokenizer: Tokenizer | No
 def chunk_corpus(corpus: Corpus, config: ChunkConfig, *, show_progress: bool = False) -> Corpus:
     """Every document of `corpus` cut into passages (short documents stay whole)."""
     from tqdm.auto import tqdm
+
+    from korag.data.schema import Corpus
 
     tok = make_tokenizer(config.tokenizer)
     docs: list[Document] = []

@@ -34,7 +34,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response, StreamingRes
 from fastapi.staticfiles import StaticFiles
 
 from korag import __version__
-from korag.collections.ask import AskSettings
+from korag.collections.config import AskSettings
 from korag.collections.store import AddReport, Collection
 from korag.data.folder import DOCUMENT_SUFFIXES
 from korag.data.schema import Document
