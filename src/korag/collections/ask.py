@@ -141,7 +141,9 @@ class LLMReader:
         max_passage_chars: int = 1200,
     ) -> None:
         self.generator = generator
-        self.style = _choose_style(generator, style)
+        from korag.synth.chat import resolve_prompt_style
+
+        self.style = resolve_prompt_style(generator, style)
         self.max_tokens = max_tokens
         self.max_passage_chars = max_passage_chars
 
@@ -181,12 +183,6 @@ class LLMReader:
                 started = bool(piece)
             if piece:
                 yield piece
-
-
-def _choose_style(generator: Any, style: PromptStyle) -> str:
-    from korag.synth.chat import resolve_prompt_style
-
-    return resolve_prompt_style(generator, style)
 
 
 class ClaraAnswerReader:
