@@ -109,19 +109,10 @@ def data_paraphrase(
 ) -> None:
     """Write korag's Korean paraphrase retrieval set (461 hand-written questions over the KorQuAD 1.0
     dev paragraphs, CC BY 4.0) as a BEIR directory: the second scoreboard next to KorQuAD's own."""
-    from korag.data.beir import write_beir
     from korag.data.paraphrase import load_paraphrase, paraphrase_rows
 
     rs = load_paraphrase(korquad_dev)
-    answers = {r["id"]: [r["answer"]] for r in paraphrase_rows()}
-    try:
-        write_beir(rs, output, answers=answers, overwrite=overwrite)
-    except FileExistsError:
-        raise ConfigError(f"{output} exists and is not empty; pass --overwrite to replace it") from None
-    out.print(
-        f"wrote {output}: {len(rs.corpus):,} paragraphs, {len(rs.queries):,} paraphrased questions, "
-        f"{rs.qrels.num_pairs():,} judgements (split 'test')"
-    )
+    _write_question_set(rs, paraphrase_rows(), output, overwrite, "paragraphs", "paraphrased questions")
 
 
 @app.command("domain")
@@ -134,16 +125,21 @@ def data_domain(
 ) -> None:
     """Write korag's out-of-domain Korean retrieval set (hand-written questions over the National
     Assembly bills konlpy ships, CC BY 4.0) as a BEIR directory: legislative prose, not Wikipedia."""
-    from korag.data.beir import write_beir
     from korag.data.domain import domain_rows, load_domain
 
-    rs = load_domain(kobill)
-    answers = {r["id"]: [r["answer"]] for r in domain_rows()}
+    _write_question_set(load_domain(kobill), domain_rows(), output, overwrite, "bill passages", "questions")
+
+
+def _write_question_set(rs, rows, output: Path, overwrite: bool, passages: str, questions: str) -> None:
+    """Write a korag-written question set (with its answers) as a BEIR directory and say what it holds."""
+    from korag.data.beir import write_beir
+
+    answers = {r["id"]: [r["answer"]] for r in rows}
     try:
         write_beir(rs, output, answers=answers, overwrite=overwrite)
     except FileExistsError:
         raise ConfigError(f"{output} exists and is not empty; pass --overwrite to replace it") from None
     out.print(
-        f"wrote {output}: {len(rs.corpus):,} bill passages, {len(rs.queries):,} questions, "
+        f"wrote {output}: {len(rs.corpus):,} {passages}, {len(rs.queries):,} {questions}, "
         f"{rs.qrels.num_pairs():,} judgements (split 'test')"
     )
