@@ -14,6 +14,15 @@ from pathlib import Path
 
 import pytest
 
+# README's test command runs two pytest-xdist workers, one per core of the 2-core CI machine:
+# each computes on one thread (set before torch or NumPy load, and inherited by the CLI and
+# torchrun processes tests start), since two workers of two threads each would oversubscribe the
+# cores and spin. A file's tests stay on one worker (--dist loadfile): their module fixtures —
+# trained models — are built once.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("KORAG_SHARED_DATA", ROOT.parent / "shared" / "data"))
 KORQUAD_DEV = SHARED_DATA / "korquad" / "KorQuAD_v1.0_dev.json"
@@ -58,7 +67,14 @@ def run_cli(
             timeout=timeout,
         )
     from korag.cli import main
+    from korag.cli.common import err as err_console
+    from korag.cli.common import out as out_console
 
+    # the CLI's consoles read COLUMNS once, when korag.cli is first imported — by whichever test
+    # comes first, perhaps outside this function — so the width a user's terminal would give is
+    # set here, every call: lines holding long temporary paths must not wrap in one test order
+    # and not in another
+    out_console.width = err_console.width = int(full_env["COLUMNS"])
     saved_env, saved_argv, saved_cwd = dict(os.environ), sys.argv, Path.cwd()
     # the CLI configures logging for its process; here that process is pytest's, whose log
     # capture (caplog) later tests rely on, so the loggers are put back as they were

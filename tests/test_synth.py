@@ -467,3 +467,16 @@ def test_cli_lexicon_and_expanded_evaluation(tmp_path):
     r = run_cli("eval", "retrieval", str(beir), "--synonyms", str(syn), "-o", str(tmp_path / "m.json"))
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "m.json").read_text())["metrics"]["mrr@10"] > 0.9
+
+
+def test_queries_help_does_not_promise_an_llm_it_does_not_use():
+    """Unset, `synth queries --llm` means LLM-free queries only: its help must not show the
+    LLM settings' default model as if it were used."""
+    from conftest import run_cli
+
+    r = run_cli("synth", "queries", "--help")
+    assert r.returncode == 0
+    start = r.stdout.index("  --llm ")  # the option's line, not the description's mention
+    llm_help = r.stdout[start : r.stdout.index("--styles", start)]
+    assert "LLM-free queries only" in " ".join(llm_help.split())
+    assert "[default:" not in llm_help

@@ -34,23 +34,26 @@ ShowConfigOpt = Annotated[bool, typer.Option("--show-config", help="print the ef
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="replace an existing output")]
 
 
-def flag_help(model: type[BaseModel], path: str, extra: str = "") -> str:
-    """Help text of a flag that sets `path` of `model`: the field's description and default."""
+def flag_help(model: type[BaseModel], path: str, extra: str = "", *, with_default: bool = True) -> str:
+    """Help text of a flag that sets `path` of `model`: the field's description and (unless the
+    command gives the unset flag another meaning) its default."""
     info = field_info(model, path)
     text = info.description or path.rsplit(".", 1)[-1].replace("_", " ")
     if extra:
         text = f"{text}; {extra}"
-    if not info.is_required():
+    if with_default and not info.is_required():
         default = info.get_default(call_default_factory=True)
         if default is not None:
             text += f" [default: {default.model_dump() if isinstance(default, BaseModel) else default}]"
     return text
 
 
-def flag(kind: type, model: type[BaseModel], path: str, *names: str, extra: str = "") -> Any:
+def flag(kind: type, model: type[BaseModel], path: str, *names: str, extra: str = "", with_default: bool = True) -> Any:
     """The annotation of a flag that sets `path` of `model`: optional (None: not given, the config
-    decides), help and default from the field, `names` to spell it (e.g. ``"--lora/--full"``)."""
-    return Annotated[kind | None, typer.Option(*names, help=flag_help(model, path, extra), show_default=False)]
+    decides), help and default from the field, `names` to spell it (e.g. ``"--lora/--full"``).
+    `with_default=False` where leaving the flag unset means something else than the default."""
+    help_ = flag_help(model, path, extra, with_default=with_default)
+    return Annotated[kind | None, typer.Option(*names, help=help_, show_default=False)]
 
 
 def config_from(

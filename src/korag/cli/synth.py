@@ -151,7 +151,7 @@ def synth_queries(
     path: Annotated[str, typer.Argument(help="corpus or QA set (any readable format, or builtin:sample)")],
     output: Annotated[Path, typer.Option("--output", "-o", help="kept synthetic queries (JSONL)")],
     format: Annotated[str, typer.Option(help="input format (auto-detected by default)")] = "auto",
-    llm: flag(str, LLMSettings, "model", "--llm", extra="unset: LLM-free queries only") = None,
+    llm: flag(str, LLMSettings, "model", "--llm", extra="unset: LLM-free queries only", with_default=False) = None,
     styles: Annotated[str, typer.Option(help="comma-separated LLM prompt styles")] = "question,keyword",
     per_doc: Annotated[int, typer.Option(help="generations per document and style")] = 1,
     temperature: Annotated[float, typer.Option(help="sampling temperature (0 = greedy)")] = 0.0,
