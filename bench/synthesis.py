@@ -22,13 +22,14 @@ on the LLM queries and, as the ablation, on the LLM-free ones; GPL (MarginMSE on
 teacher's margins, BM25 + dense negatives) on the LLM queries (and, with ``--gpl-free``, on the
 LLM-free ones) when a teacher is given. Every trained model runs the same number of steps (``--steps``; small sets
 repeat), picks its checkpoint on held-out *generated* queries (no human label is used), and is
-cached under bench/work/synth/<board>/<row>/ (a rerun only scores). Prints the table and writes
+cached under bench/work/synth/<board>/<settings hash>/<row>/ (a rerun only scores). Prints the table and writes
 bench/results/synthesis.json and bench/results/synthesis.png.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import random
 import subprocess
@@ -78,6 +79,14 @@ def corpus_file(board: str, corpus: Corpus) -> str:
 def subset(s: SyntheticSet, llm: bool) -> SyntheticSet:
     """The LLM's queries, or the LLM-free ones (inverse cloze, keyphrases)."""
     return SyntheticSet(s.corpus, [q for q in s.queries if (q.method not in LLM_FREE) == llm])
+
+
+def settings_tag(args) -> str:
+    """The cache directory of a board's rows: every setting that changes a row's result (the
+    teacher is in the GPL rows' own names), so a rerun with other settings never scores a stale
+    model."""
+    keys = ("llm", "korquad_passages", "steps", "batch_size", "lr", "eval_steps", "max_seq_length")
+    return hashlib.sha1(json.dumps({k: getattr(args, k) for k in keys}).encode()).hexdigest()[:10]
 
 
 def train(row: str, queries: SyntheticSet, base: str, args, teacher: str | None = None) -> str:
@@ -136,7 +145,7 @@ def board_rows(board: str, sets: dict[str, RetrievalSet], args) -> tuple[dict, d
     synth = generated(board, corpus, corpus_file(board, sample), args.llm)
     llm, free = subset(synth, True), subset(synth, False)
     scored = [board, "paraphrase"] if board == "korquad" else [board]
-    cache = args.work / board
+    cache = args.work / board / settings_tag(args)
     args_b = argparse.Namespace(**{**vars(args), "work": cache})
     base = offline_e5(ROOT / "bench" / "work")
     expansions: dict[str, list[str]] = {}
@@ -159,7 +168,9 @@ def board_rows(board: str, sets: dict[str, RetrievalSet], args) -> tuple[dict, d
         variants = [("gpl-llm", "e5 GPL, LLM queries", llm)]
         if args.gpl_free:
             variants.append(("gpl-free", "e5 GPL, LLM-free queries", free))
+        teacher_tag = hashlib.sha1(str(Path(args.teacher).resolve()).encode()).hexdigest()[:8]
         for key, label, qs in variants:
+            key = f"{key}-{teacher_tag}"
             model = train(key, qs, base, args_b, teacher=args.teacher)
             rows[label] = rankings(key, DenseRetriever(model), sets, scored, cache)
     counts = {
