@@ -70,9 +70,10 @@ def generated(board: str, corpus: Corpus, source: str, llm: str) -> SyntheticSet
 
 def corpus_file(board: str, corpus: Corpus) -> str:
     """The corpus as JSON Lines for `korag synth queries` (kobill has no file of its own)."""
+    from korag.data.beir import write_corpus_jsonl
+
     path = WORK / f"{board}_corpus.jsonl"
-    lines = [json.dumps({"id": d.id, "title": d.title, "text": d.text}, ensure_ascii=False) for d in corpus]
-    atomic.write_text(path, "\n".join(lines) + "\n")
+    write_corpus_jsonl(corpus, path)
     return str(path)
 
 
