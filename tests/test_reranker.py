@@ -140,6 +140,50 @@ def test_reranking_retriever_contract(trained, tiny_encoder):
         RerankingRetriever(_NoCorpus(bm25), reranker).search(["x"])
 
 
+def test_blend_mixes_the_first_stage_back_and_is_tuned_on_judged_questions(trained):
+    """blend 0 is the cross-encoder's order, 1 the base's; tuning keeps the cross-encoder where it
+    is right and falls back to the base where it is wrong (the same model, opposite judgements)."""
+    rs, dev, result = trained
+    bm25 = BM25Retriever()
+    bm25.index(rs.corpus)
+    rr = RerankingRetriever(bm25, CrossEncoderReranker(result.model_dir), rerank_k=4)
+    base = bm25.search(dev.queries, k=4)
+    got = rr.candidates(dev.queries, k=4)
+    assert rr.timings["rerank_pairs"] == sum(len(h) for h in got.heads)
+    for i, q in enumerate(dev.queries):
+        positive = next(iter(dev.qrels.relevant(q.id)))
+        assert got.ranking(4, 0.0).row(i)[0][0] == positive
+        assert [d for d, _ in got.ranking(4, 1.0).row(i)] == [d for d, _ in base.row(i)]
+    assert rr.tune_blend(dev)["blend"] < 0.5 and rr.blend < 0.5
+    assert rr.search(dev.queries, k=1).row(0)[0][0] == next(iter(dev.qrels.relevant(dev.queries.ids[0])))
+    # judged the other way (the distractor is what is wanted): the base is right, the blend follows
+    flipped = Qrels({q: {"d" + next(iter(dev.qrels.relevant(q)))[1:]: 1} for q in dev.queries.ids})
+    tuned = rr.tune_blend(RetrievalSet(rs.corpus, dev.queries, flipped, name="flipped"))
+    assert tuned["blend"] >= 0.5 and tuned["trials"][tuned["blend"]] > tuned["trials"][0.0]
+    assert rr.settings()["blend"] == tuned["blend"]
+    with pytest.raises(ConfigError, match="blend"):
+        RerankingRetriever(bm25, rr.reranker, blend=1.5)
+
+
+def test_windows_show_the_part_of_a_long_passage_that_shares_the_query(tiny_encoder):
+    from transformers import AutoTokenizer
+
+    from korag.retrieval.rerank import PassageWindows
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_encoder))
+    filler = " ".join(["정조"] * 120)
+    passage = f"제목 {filler} 화성 건설 표지 {filler}"
+    window = PassageWindows(tok, 48)
+    got = window("화성 건설은 언제", passage)
+    query_tokens = len(tok("화성 건설은 언제", add_special_tokens=False)["input_ids"])
+    assert "화성 건설" in got and got in passage  # the evidence, a piece of the passage itself …
+    special = tok.num_special_tokens_to_add(pair=True)
+    assert len(tok(got, add_special_tokens=False)["input_ids"]) + query_tokens + special <= 48  # … that fits
+    assert not passage.startswith(got) and window("무관한 질문", passage).startswith("제목")  # no overlap: first
+    assert window("화성", "짧은 글") == "짧은 글"  # fits: whole
+    assert PassageWindows(tok, 8)("화성 건설은 언제", passage) == passage  # no room: truncation decides
+
+
 class _NoCorpus:
     """A retriever that does not know its passages (an index saved without them)."""
 
@@ -254,6 +298,24 @@ def test_cli_train_eval_and_search(tiny_encoder, tmp_path):
     assert bad.returncode == 2 and "not a reranker" in bad.stderr and "Traceback" not in bad.stderr
     bad = run_cli("eval", "retrieval", str(data), "--rerank", str(out), "--rerank-k", "0")
     assert bad.returncode == 2 and "--rerank-k" in bad.stderr
+    # the blend is chosen on a judged split, or given; --tune-split alone needs something to tune
+    res = run_cli(
+        "eval", "retrieval", str(data), "--rerank", str(out), "--rerank-k", "5", "--tune-split", "train",
+        "--output", str(tmp_path / "t.json"),
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "rerank blend" in res.stdout and "chosen on 'train'" in res.stdout
+    tuned = json.loads((tmp_path / "t.json").read_text())
+    assert tuned["retriever"]["blend"] == tuned["tuning"]["rerank_blend"]["blend"]
+    bad = run_cli("eval", "retrieval", str(data), "--tune-split", "train")
+    assert bad.returncode == 2 and "--tune-split" in bad.stderr
+    res = run_cli(
+        "search", str(tmp_path / "idx"), "정조 무엇인가", "--rerank", str(out), "--rerank-blend", "1", "--json"
+    )
+    plain = run_cli("search", str(tmp_path / "idx"), "정조 무엇인가", "--json")
+    assert res.returncode == 0 and [h["id"] for h in json.loads(res.stdout)[0]["results"]] == [
+        h["id"] for h in json.loads(plain.stdout)[0]["results"]
+    ]
 
 
 def test_collection_search_and_ask_rerank(trained, tmp_path):
@@ -280,3 +342,26 @@ def test_collection_search_and_ask_rerank(trained, tmp_path):
         assert plain.search(q.text, 3, rerank=per_call)[0].meta["document"] == positive
     with pytest.raises(ConfigError, match="has no reranker"):
         plain.search("정조", 3, rerank=True)
+
+
+def test_training_reads_every_passage_through_its_window(tiny_encoder):
+    """Positives and hard negatives (listwise and BCE alike) are what the window shows beside
+    their own query; queries stay whole."""
+    from korag.data.training import TrainingPair
+    from korag.retrieval.rerank import load_cross_encoder
+    from korag.training.fit import PreparedPairs
+    from korag.training.reranker import _loss
+
+    rs = toy_set()
+    pairs = [TrainingPair("q1", "p1", ("n1", "m1")), TrainingPair("q2", "p2", ("n2", "m2"))]
+    data = PreparedPairs(rs, rs, pairs)
+    model = load_cross_encoder(tiny_encoder, new_head=True)
+
+    def window(q, p):
+        return f"{p}|{q}"
+
+    _, columns = _loss(model, data, config(tiny_encoder, hard_negatives=2), window)
+    assert columns["anchor"] == ["q1", "q2"] and columns["positive"] == ["p1|q1", "p2|q2"]
+    assert columns["negative_2"] == ["m1|q1", "m2|q2"]
+    _, rows = _loss(model, data, config(tiny_encoder, hard_negatives=2, loss="bce"), window)
+    assert rows["passage"][:3] == ["p1|q1", "n1|q1", "m1|q1"] and rows["label"][:3] == [1.0, 0.0, 0.0]

@@ -9,7 +9,7 @@ import typer
 
 from korag import atomic
 from korag.cli.common import check_k, flag, out
-from korag.collections.config import AskSettings
+from korag.collections.config import AskSettings, RerankSettings
 from korag.errors import ConfigError, DataError
 from korag.text.tokenize import DEFAULT_TOKENIZER
 
@@ -30,6 +30,9 @@ RerankOpt = Annotated[
     typer.Option(help="rerank with this cross-encoder (korag train reranker's output, or its model/)"),
 ]
 RerankKOpt = Annotated[int, typer.Option("--rerank-k", help="candidates of the retriever the cross-encoder reranks")]
+RerankBlendOpt = flag(
+    float, RerankSettings, "blend", "--rerank-blend", extra="with --tune-split and unset: chosen on that split"
+)
 
 
 def check_rerank(rerank: str, rerank_k: int, *, own_documents: bool = False) -> None:
@@ -44,12 +47,14 @@ def check_rerank(rerank: str, rerank_k: int, *, own_documents: bool = False) -> 
     check_reranker(rerank)
 
 
-def with_reranker(r, rerank: str, rerank_k: int, *, corpus=None, **settings):
+def with_reranker(r, rerank: str, rerank_k: int, *, blend: float | None = None, corpus=None, **settings):
     """`r` with its top `rerank_k` reordered by the cross-encoder at `rerank` (reading the
-    passages of `corpus`, or of `r` when None)."""
+    passages of `corpus`, or of `r` when None), its score mixed with `r`'s by `blend`."""
     from korag.retrieval.rerank import CrossEncoderReranker, RerankingRetriever
 
-    return RerankingRetriever(r, CrossEncoderReranker(rerank, **settings), rerank_k=rerank_k, corpus=corpus)
+    reranker = CrossEncoderReranker(rerank, **settings)
+    blend = RerankSettings.model_fields["blend"].default if blend is None else blend
+    return RerankingRetriever(r, reranker, rerank_k=rerank_k, blend=blend, corpus=corpus)
 
 
 @app.command("retrieval")
@@ -83,7 +88,9 @@ def eval_retrieval(
         typer.Option(help="hybrid fusion: rrf | weighted | adaptive [default: adaptive with --tune-split, else rrf]"),
     ] = None,
     weights: Annotated[str | None, typer.Option(help="hybrid weights in member order, e.g. 0.7,0.3")] = None,
-    tune_split: Annotated[str | None, typer.Option(help="choose hybrid weights on this split's queries")] = None,
+    tune_split: Annotated[
+        str | None, typer.Option(help="choose hybrid weights (and the rerank blend) on this split's queries")
+    ] = None,
     batch_size: Annotated[int, typer.Option(help="dense encoding batch size")] = 32,
     max_seq_length: Annotated[int | None, typer.Option(help="truncate model inputs to this many tokens")] = None,
     precision: Annotated[str, typer.Option(help="dense encoding: auto | fp32 | bf16")] = "auto",
@@ -97,10 +104,12 @@ def eval_retrieval(
     expansion_weight: Annotated[float, typer.Option(help="weight of expanded terms relative to the query")] = 0.5,
     rerank: RerankOpt = None,
     rerank_k: RerankKOpt = 30,
+    rerank_blend: RerankBlendOpt = None,
 ) -> None:
     """Index the corpus, search the split's queries, print and save MRR/nDCG/Recall and timings.
     With --rerank: the retriever's top --rerank-k reordered by a cross-encoder (its cost in
-    rerank_ms_per_query). With --corpus: answer recall@k and MRR of your own documents for a
+    rerank_ms_per_query; with --tune-split the blend of its and the retriever's score is chosen
+    there unless --rerank-blend is given). With --corpus: answer recall@k and MRR of your own documents for a
     questions file.
 
     \f
@@ -116,6 +125,8 @@ def eval_retrieval(
     fusion = fusion or ("adaptive" if tune_split else "rrf")
     if fusion == "adaptive" and not tune_split:
         raise ConfigError("adaptive fusion is learned from judged questions: add --tune-split SPLIT")
+    if tune_split and retriever != "hybrid" and rerank is None:
+        raise ConfigError("--tune-split tunes a hybrid's fusion or, with --rerank, the rerank blend")
     member_list = [m.strip() for m in members.split(",")] if members else None
     check_models(retriever, model=model, sparse_model=sparse_model, members=member_list)  # before any data is read
     if rerank is not None:
@@ -148,17 +159,20 @@ def eval_retrieval(
         r = ExpandingRetriever(r, QueryExpansion(SynonymDict.load(synonyms), weight=expansion_weight))
     tuning = None
     if tune_split:
-        if retriever != "hybrid":
-            raise ConfigError("--tune-split only applies to --retriever hybrid")
         tune_set = as_retrieval_set(load(data_dir, split=tune_split))
         r.index(dataset.corpus, show_progress=True)
-        tuning = tune_hybrid(r, tune_set)
-        _print_tuning(tuning, tune_split)
+        if retriever == "hybrid":
+            tuning = tune_hybrid(r, tune_set)
+            _print_tuning(tuning, tune_split)
     first_stage = r
     if rerank is not None:
-        r = with_reranker(r, rerank, rerank_k, batch_size=batch_size, precision=precision)
+        r = with_reranker(r, rerank, rerank_k, blend=rerank_blend, batch_size=batch_size, precision=precision)
+        if tune_split and rerank_blend is None:
+            tuning = {**(tuning or {}), "rerank_blend": r.tune_blend(tune_set)}
+            chosen = tuning["rerank_blend"]
+            out.print(f"rerank blend {r.blend:g} chosen on '{tune_split}' ({chosen['queries']} queries)")
     result = evaluate_retriever(
-        r, dataset, k=k, metrics=metric or DEFAULT_METRICS, show_progress=True, index=tuning is None
+        r, dataset, k=k, metrics=metric or DEFAULT_METRICS, show_progress=True, index=not tune_split
     )
     _report_retrieval(r, first_stage, result, tuning, retriever, data_dir, split, k, output)
 

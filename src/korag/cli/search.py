@@ -9,7 +9,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from korag.cli.common import OverwriteOpt, check_k, err, out, print_load_report
+from korag.cli.common import OverwriteOpt, check_k, err, flag, out, print_load_report
+from korag.collections.config import RerankSettings
 from korag.errors import ConfigError
 from korag.text.tokenize import DEFAULT_TOKENIZER
 
@@ -85,6 +86,7 @@ def search(
         typer.Option(help="rerank with this cross-encoder (korag train reranker's output, or its model/)"),
     ] = None,
     rerank_k: Annotated[int, typer.Option("--rerank-k", help="candidates the cross-encoder reranks")] = 30,
+    rerank_blend: flag(float, RerankSettings, "blend", "--rerank-blend") = None,
 ) -> None:
     """Search a saved index or a collection and print the top-k passages per query, with their
     file and pages; --rerank reorders the index's top --rerank-k with a cross-encoder."""
@@ -100,9 +102,8 @@ def search(
         check_rerank(rerank, rerank_k)
     coll_dir = collection_path(index_dir, home)
     if (coll_dir / CONFIG_FILE).is_file() and not Path(index_dir, "retriever.json").is_file():
-        from korag.collections.config import RerankSettings
-
-        chosen = RerankSettings(model=rerank, k=rerank_k) if rerank is not None else None  # None: the collection's
+        blend = {"blend": rerank_blend} if rerank_blend is not None else {}
+        chosen = RerankSettings(model=rerank, k=rerank_k, **blend) if rerank is not None else None  # None: collection's
         hits = Collection.open(coll_dir).batch_search(query, k, retriever=retriever, rerank=chosen)
     else:
         if retriever is not None:
@@ -116,7 +117,8 @@ def search(
         if rerank is not None:
             from korag.cli.evaluate import with_reranker
 
-            r = with_reranker(r, rerank, rerank_k, corpus=corpus)  # the index's passages, or --data's
+            # the index's passages, or --data's
+            r = with_reranker(r, rerank, rerank_k, blend=rerank_blend, corpus=corpus)
         hits = ranking_hits(r.search(query, k=k), corpus)
     if as_json:
         payload = [{"query": q, "results": [h.to_dict() for h in hs]} for q, hs in zip(query, hits, strict=True)]

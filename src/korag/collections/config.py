@@ -67,6 +67,12 @@ class RerankSettings(StrictModel):
 
     model: str = Field(description="a reranker directory (korag train reranker's output, or its model/)")
     k: int = Field(30, gt=0, description="the retriever's candidates the cross-encoder reorders")
+    blend: float = Field(
+        0.0, ge=0, le=1, description="weight of the retriever's own score mixed into the cross-encoder's (0: none)"
+    )
+    windows: Literal["best", "first"] = Field(
+        "best", description="a passage longer than the input: best (its window sharing most with the query) | first"
+    )
     batch_size: int = Field(32, gt=0)
 
 

@@ -531,12 +531,14 @@ class Collection:
         settings = RerankSettings(model=rerank) if isinstance(rerank, str) else rerank
         from korag.retrieval.rerank import CrossEncoderReranker, RerankingRetriever
 
-        key = f"rerank:{settings.model}:{settings.batch_size}"
+        key = f"rerank:{settings.model}:{settings.batch_size}:{settings.windows}"
         if key not in self._models:
             self._models[key] = CrossEncoderReranker(
-                settings.model, batch_size=settings.batch_size, device=self._device()
+                settings.model, batch_size=settings.batch_size, device=self._device(), windows=settings.windows
             )
-        return RerankingRetriever(base, self._models[key], rerank_k=settings.k, corpus=state.passages)
+        return RerankingRetriever(
+            base, self._models[key], rerank_k=settings.k, blend=settings.blend, corpus=state.passages
+        )
 
     # -- asking -------------------------------------------------------------------------------
     def reader(self, spec: str = "gemma3-270m", **options: Any) -> Reader:

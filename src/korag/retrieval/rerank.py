@@ -6,6 +6,14 @@ passage) pair. It therefore only reorders a short list: `RerankingRetriever` sea
 retriever to depth `rerank_k`, scores those candidates, and returns them by the cross-encoder's
 score; results past `rerank_k` (when more are asked for) keep the base's order below them.
 
+`blend` mixes the base's own score back in: each head is ordered by ``(1 - blend) · ce + blend ·
+base``, both min-max normalised over the head (a logit and a fused score share no scale).
+Interpolating the first stage's score is the usual guard for a cross-encoder trained on little
+data: where the first stage is already strong (KorQuAD's questions copy their paragraph's words,
+BM25 0.95 MRR@10) a young reranker alone reorders good lists worse, while on paraphrased
+questions it adds what the first stage missed; `tune_blend` picks the weight on judged
+questions (`korag eval retrieval --rerank … --tune-split`).
+
 Scores are the model's logits — ``CrossEncoder.predict(pairs, activation_fn=Identity())`` —
 not probabilities: a sigmoid in float32 saturates at 1.0 above a logit of about 17, which would
 tie the top of a confident model's list. Apply a sigmoid for a probability (BCE-trained models).
@@ -25,11 +33,11 @@ import re
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
-from korag.data.schema import Corpus, Queries, Ranking
+from korag.data.schema import Corpus, Queries, Ranking, RetrievalSet
 from korag.errors import ConfigError, ModelError
 from korag.models.device import bf16_autocast
 from korag.models.encoder import Precision, check_tokenizer, model_max_length, resolve_model_path
@@ -185,8 +193,57 @@ class _HeadReport(logging.Filter):
             log.info("%s: a new scoring head (%s) is initialised on the encoder", path, ", ".join(self.new_head))
 
 
+class PassageWindows:
+    """The part of a long passage a cross-encoder reads: the window of the passage's tokens that
+    fits beside the query and shares the most of the query's character bigrams.
+
+    A cross-encoder's input is truncated at `max_length` tokens (query and passage together). A
+    KorQuAD paragraph is 273 tokens long in the median (E5's tokenizer; every one over 160), and
+    with 160-token inputs only 58% of its questions' answers lie in what truncation keeps: a
+    reranker trained or run that way cannot see the evidence for the other 42% and learns to guess
+    (the "FirstP" of Dai & Callan, 2019). Choosing the window that overlaps the query ("BestP",
+    with lexical instead of model scores so that it costs a tokenisation, not a transformer pass)
+    keeps every pair at one pass and puts the evidence in front of the model in training and at
+    query time alike. Windows step by half their length; ties go to the earliest (which holds
+    the title). Passages that fit are returned whole.
+    """
+
+    def __init__(self, tokenizer: Any, max_length: int) -> None:
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self._special = tokenizer.num_special_tokens_to_add(pair=True)
+        self._query_lengths: dict[str, int] = {}
+
+    def __call__(self, query: str, passage: str) -> str:
+        """`passage`, or its best window for `query`."""
+        if query not in self._query_lengths:
+            self._query_lengths[query] = len(self.tokenizer(query, add_special_tokens=False)["input_ids"])
+        budget = self.max_length - self._query_lengths[query] - self._special
+        if budget < 16:  # a query that fills the input: truncation decides, as without windows
+            return passage
+        offsets = self.tokenizer(passage, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        n = len(offsets)
+        if n <= budget:
+            return passage
+        starts = [*range(0, n - budget, max(1, budget // 2)), n - budget]
+        grams = query_grams(query)
+        texts = [passage[offsets[s][0] : offsets[s + budget - 1][1]] for s in starts]
+        return max(texts, key=lambda t: sum(g in t for g in grams))  # max keeps the first of ties
+
+
+def query_grams(query: str) -> set[str]:
+    """A query's character bigrams within words (a one-letter word as itself): Korean words
+    change their endings, so shared bigrams find a passage's words where whole words would not."""
+    grams: set[str] = set()
+    for word in re.findall(r"\w+", query):
+        grams.update({word} if len(word) == 1 else {word[i : i + 2] for i in range(len(word) - 1)})
+    return grams
+
+
 class CrossEncoderReranker:
-    """Scores (query, passage) pairs with a cross-encoder, in bfloat16 where the hardware has it."""
+    """Scores (query, passage) pairs with a cross-encoder, in bfloat16 where the hardware has it;
+    a passage longer than the input reads as its best window for the query (`PassageWindows`;
+    ``windows="first"``: truncated)."""
 
     def __init__(
         self,
@@ -196,6 +253,7 @@ class CrossEncoderReranker:
         max_length: int | None = None,
         precision: Precision = "auto",
         device: str = "cpu",
+        windows: Literal["best", "first"] = "best",
     ) -> None:
         from korag.models.device import resolve_device, wants_bf16
 
@@ -207,6 +265,8 @@ class CrossEncoderReranker:
         self.batch_size = batch_size
         self.precision = precision
         self.use_bf16 = wants_bf16(precision, self.device)
+        self.windows = windows
+        self._window = PassageWindows(self.model.tokenizer, self.model.max_seq_length) if windows == "best" else None
 
     @property
     def max_length(self) -> int | None:
@@ -219,6 +279,8 @@ class CrossEncoderReranker:
 
         if not len(pairs):
             return np.empty(0, dtype=np.float32)
+        if self._window is not None:
+            pairs = [(q, self._window(q, p)) for q, p in pairs]
         with torch.inference_mode(), bf16_autocast(self.use_bf16, self.device):
             scores = self.model.predict(
                 [list(p) for p in pairs],
@@ -240,6 +302,7 @@ class CrossEncoderReranker:
             "batch_size": self.batch_size,
             "max_length": self.max_length,
             "precision": self.precision,
+            "windows": self.windows,
         }
 
 
@@ -254,15 +317,19 @@ class RerankingRetriever(RetrieverBase):
         reranker: CrossEncoderReranker | str | Path,
         *,
         rerank_k: int = 30,
+        blend: float = 0.0,
         with_title: bool = True,
         corpus: Corpus | None = None,
     ) -> None:
         if rerank_k < 1:
             raise ConfigError(f"rerank_k must be at least 1 (got {rerank_k})")
+        if not 0.0 <= blend <= 1.0:
+            raise ConfigError(f"blend must be between 0 and 1 (got {blend})")
         super().__init__()
         self.base = base
         self.reranker = reranker if isinstance(reranker, CrossEncoderReranker) else CrossEncoderReranker(reranker)
         self.rerank_k = rerank_k
+        self.blend = blend
         self.with_title = with_title
         self._corpus = corpus  # the passages, when the base does not keep them (an index saved without)
 
@@ -276,9 +343,15 @@ class RerankingRetriever(RetrieverBase):
         return self._corpus if self._corpus is not None else self.base.corpus()
 
     def search(self, queries: Queries | Sequence[str], k: int = 10, *, show_progress: bool = False) -> Ranking:
-        """Top-`k` per query: the base's first `rerank_k` by the cross-encoder's score, then (if `k`
-        is larger) the base's next results in its own order, scored below every reranked one. A
-        query the base finds fewer candidates for gets fewer results (the row is padded)."""
+        """Top-`k` per query: the base's first `rerank_k` by the cross-encoder's score (mixed with
+        the base's own score when `blend` > 0), then (if `k` is larger) the base's next results in
+        its own order, scored below every reranked one. A query the base finds fewer candidates
+        for gets fewer results (the row is padded)."""
+        return self.candidates(queries, k, show_progress=show_progress).ranking(k, self.blend)
+
+    def candidates(self, queries: Queries | Sequence[str], k: int = 10, *, show_progress: bool = False) -> Candidates:
+        """The base's top `max(k, rerank_k)` per query and the cross-encoder's scores of the first
+        `rerank_k`: everything a ranking needs, for any `blend` (tuning reranks once)."""
         qs = as_queries(queries)
         corpus = self.corpus()
         if corpus is None:
@@ -295,17 +368,6 @@ class RerankingRetriever(RetrieverBase):
         ]
         scores = self.reranker.score_pairs(pairs, show_progress=show_progress)
         t2 = time.perf_counter()
-        indices = np.full((len(qs), k), -1, dtype=np.int64)
-        out = np.full((len(qs), k), -np.inf, dtype=np.float32)
-        offset = 0
-        for i, head in enumerate(heads):
-            s = scores[offset : offset + len(head)]
-            offset += len(head)
-            row = first.indices[i]
-            tail = row[row >= 0][len(head) : k]
-            idx, sc = _merge(head, s, tail)
-            indices[i, : min(k, len(idx))] = idx[:k]
-            out[i, : min(k, len(sc))] = sc[:k]
         self.timings = {**getattr(self.base, "timings", {})}
         self.timings.update(
             base_search_seconds=t1 - t0,
@@ -313,7 +375,27 @@ class RerankingRetriever(RetrieverBase):
             rerank_pairs=float(len(pairs)),
             rerank_ms_per_query=1000 * (t2 - t1) / max(1, len(qs)),
         )
-        return Ranking(first.query_ids, indices, out, first.doc_ids)
+        split = np.cumsum([len(h) for h in heads])[:-1]
+        return Candidates(first, heads, np.split(scores, split))
+
+    def tune_blend(self, tune_set: RetrievalSet, *, metric: str = "mrr@10", steps: int = 10) -> dict[str, Any]:
+        """Choose `blend` on judged questions (other than the evaluation's; the corpus already
+        indexed): the cross-encoder scores their candidates once, every blend of ``0, 1/steps, …,
+        1`` is scored by `metric`, the best is set (ties: the smaller blend). Returns the trials."""
+        from korag.eval.ir import evaluate_ranking
+
+        queries = tune_set.judged_queries()
+        depth = max(10, self.rerank_k)
+        got = self.candidates(queries, k=depth)
+        trials = {}
+        for i in range(steps + 1):
+            w = i / steps
+            trials[w] = evaluate_ranking(got.ranking(depth, w), tune_set.qrels, [metric]).metrics[metric]
+        self.blend = max(trials, key=lambda w: (trials[w], -w))
+        log.info(
+            "rerank blend %.2f chosen on %d questions (%s %.4f)", self.blend, len(queries), metric, trials[self.blend]
+        )
+        return {"blend": self.blend, metric: trials[self.blend], "trials": trials, "queries": len(queries)}
 
     def _text(self, corpus: Corpus, doc_id: str) -> str:
         i = corpus.index_of(doc_id)
@@ -338,10 +420,41 @@ class RerankingRetriever(RetrieverBase):
         """Depth, the reranker's settings and the base's description."""
         return {
             "rerank_k": self.rerank_k,
+            "blend": self.blend,
             "with_title": self.with_title,
             "reranker": self.reranker.config(),
             "base": self.base.describe(),
         }
+
+
+class Candidates:
+    """A base ranking and the cross-encoder's scores of each query's head (its first candidates)."""
+
+    def __init__(self, first: Ranking, heads: list[np.ndarray], scores: list[np.ndarray]) -> None:
+        self.first, self.heads, self.scores = first, heads, scores
+
+    def ranking(self, k: int, blend: float = 0.0) -> Ranking:
+        """Top-`k` per query: each head by ``(1 - blend) · ce + blend · base`` (both min-max
+        normalised over the head, so neither's scale matters), then the base's tail."""
+        first = self.first
+        indices = np.full((len(first.query_ids), k), -1, dtype=np.int64)
+        out = np.full((len(first.query_ids), k), -np.inf, dtype=np.float32)
+        for i, (head, s) in enumerate(zip(self.heads, self.scores, strict=True)):
+            if blend > 0 and len(head):
+                s = (1 - blend) * _minmax(s) + blend * _minmax(first.scores[i, : len(head)])
+            row = first.indices[i]
+            tail = row[row >= 0][len(head) : k]
+            idx, sc = _merge(head, s, tail)
+            indices[i, : min(k, len(idx))] = idx[:k]
+            out[i, : min(k, len(sc))] = sc[:k]
+        return Ranking(first.query_ids, indices, out, first.doc_ids)
+
+
+def _minmax(x: np.ndarray) -> np.ndarray:
+    """`x` scaled to [0, 1] (all equal: zeros)."""
+    x = np.asarray(x, dtype=np.float32)
+    span = float(x.max() - x.min())
+    return (x - x.min()) / span if span > 0 else np.zeros_like(x)
 
 
 def _merge(head: np.ndarray, scores: np.ndarray, tail: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -113,6 +113,10 @@ class RerankerTrainConfig(TrainConfigBase):
     in_batch_negatives: int = Field(4, ge=0, description="listwise: other queries' passages scored per query")
     scale: float = Field(10.0, gt=0, description="listwise: sigmoid(logit) × scale enters the softmax")
     pos_weight: float | None = Field(None, gt=0, description="bce: weight of positives (None: negatives per positive)")
+    windows: Literal["best", "first"] = Field(
+        "best",
+        description="a passage longer than max_seq_length: best (the window sharing most with the query) | first",
+    )
     rerank_depth: int = Field(30, gt=0, description="held-out evaluation reranks BM25's top-N for each dev query")
     eval_max_queries: int = Field(200, gt=0, description="held-out queries reranked at each evaluation (a sample)")
     select_by: Literal["mrr@10", "ndcg@10"] = Field("mrr@10", description="dev metric choosing the best checkpoint")

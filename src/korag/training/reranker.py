@@ -89,7 +89,7 @@ def train_reranker(
     from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
     from transformers import set_seed
 
-    from korag.retrieval.rerank import load_cross_encoder, quiet_new_head
+    from korag.retrieval.rerank import PassageWindows, load_cross_encoder, quiet_new_head
 
     check_config(config)
     out = Path(output)
@@ -104,9 +104,10 @@ def train_reranker(
         _add_lora(hf, config)
     if config.dropout is not None:  # after the adapter: the override covers its dropout too
         set_dropout_(model, config.dropout)
-    loss, columns = _loss(model, data, config)
+    window = PassageWindows(model.tokenizer, model.max_seq_length) if config.windows == "best" else None
+    loss, columns = _loss(model, data, config, window)
 
-    evaluator = _evaluator(data.dev, config, show_progress) if len(data.dev.judged_queries()) else None
+    evaluator = _evaluator(data.dev, config, show_progress, window) if len(data.dev.judged_queries()) else None
     with quiet_new_head(config.base):  # resuming or loading the best LoRA checkpoint reloads the base
         trained = run_trainer(
             trainer_cls=CrossEncoderTrainer,
@@ -193,19 +194,24 @@ def _prepare(
     return PreparedPairs(rs, plain.dev, pairs)
 
 
-def _loss(model, data: PreparedPairs, config: RerankerTrainConfig) -> tuple[Any, dict[str, list]]:
-    """The loss and the dataset columns it reads."""
+def _loss(model, data: PreparedPairs, config: RerankerTrainConfig, window=None) -> tuple[Any, dict[str, list]]:
+    """The loss and the dataset columns it reads; each passage as `window` shows it beside its
+    query (in-batch negatives then read a window chosen for another query: still a negative)."""
     import torch
     from sentence_transformers.cross_encoder import losses
 
+    see = window or (lambda _q, p: p)
     if config.loss == "listwise":
         loss = losses.MultipleNegativesRankingLoss(model, num_negatives=config.in_batch_negatives, scale=config.scale)
-        return loss, pair_columns(data.pairs, config.hard_negatives)
+        columns = pair_columns(data.pairs, config.hard_negatives)
+        for name in [c for c in columns if c != "anchor"]:
+            columns[name] = [see(q, p) for q, p in zip(columns["anchor"], columns[name], strict=True)]
+        return loss, columns
     rows: dict[str, list] = {"query": [], "passage": [], "label": []}
     for p in data.pairs:
         for passage, label in ((p.positive, 1.0), *((n, 0.0) for n in p.negatives)):
             rows["query"].append(p.query)
-            rows["passage"].append(passage)
+            rows["passage"].append(see(p.query, passage))
             rows["label"].append(label)
     weight = config.pos_weight if config.pos_weight is not None else float(config.hard_negatives)
     return losses.BinaryCrossEntropyLoss(model, pos_weight=torch.tensor(weight)), rows
@@ -288,9 +294,9 @@ def unwrap_modules_to_save_(hf) -> int:
     return done
 
 
-def _evaluator(rs: RetrievalSet, config: RerankerTrainConfig, show_progress: bool):
+def _evaluator(rs: RetrievalSet, config: RerankerTrainConfig, show_progress: bool, window=None):
     """`CrossEncoderRerankingEvaluator` on BM25's top-`rerank_depth` of (at most `eval_max_queries`)
-    held-out queries, under bf16 autocast where the CPU has it."""
+    held-out queries (passages as `window` shows them), under bf16 autocast where the CPU has it."""
     import torch
     from sentence_transformers.cross_encoder.evaluation import CrossEncoderRerankingEvaluator
 
@@ -308,8 +314,10 @@ def _evaluator(rs: RetrievalSet, config: RerankerTrainConfig, show_progress: boo
     samples = []
     for q, (_, row) in zip(queries, ranking.items(), strict=True):
         if row:  # a query BM25 finds nothing for has nothing to rerank
-            positives = [contents[d] for d in rs.qrels.relevant(q.id)]
-            samples.append({"query": q.text, "positive": positives, "documents": [contents[d] for d, _ in row]})
+            see = window or (lambda _q, p: p)
+            positives = [see(q.text, contents[d]) for d in rs.qrels.relevant(q.id)]
+            documents = [see(q.text, contents[d]) for d, _ in row]
+            samples.append({"query": q.text, "positive": positives, "documents": documents})
     if len(samples) < len(queries):
         log.info(
             "held-out evaluation: %d of %d queries have no BM25 candidate", len(queries) - len(samples), len(queries)
