@@ -25,7 +25,9 @@ FusionMethod = Literal["rrf", "weighted", "adaptive"]
 ScoreNormalization = Literal["minmax", "zscore", "none"]
 
 
-def _normalise(scores: np.ndarray, how: ScoreNormalization) -> np.ndarray:
+def normalise_scores(scores: np.ndarray, how: ScoreNormalization) -> np.ndarray:
+    """`scores` on a common scale (min-max to [0, 1], z-score, or as they are); non-finite
+    entries (padding) become 0."""
     valid = np.isfinite(scores)
     if not valid.any():
         return np.zeros_like(scores)
@@ -77,7 +79,7 @@ def fuse(
             if method == "rrf":
                 contrib = wi / (rrf_k + np.arange(1, len(idx) + 1))
             elif method == "weighted":
-                contrib = wi * _normalise(sc.astype(np.float64), normalization)
+                contrib = wi * normalise_scores(sc.astype(np.float64), normalization)
             else:
                 raise ConfigError(f"unknown fusion method {method!r}; use rrf or weighted")
             for d, c in zip(idx, contrib, strict=True):

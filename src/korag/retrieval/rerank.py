@@ -42,6 +42,7 @@ from korag.errors import ConfigError, ModelError
 from korag.models.device import bf16_autocast
 from korag.models.encoder import Precision, check_tokenizer, model_max_length, resolve_model_path
 from korag.retrieval.base import Retriever, RetrieverBase, as_queries
+from korag.retrieval.fusion import normalise_scores
 
 log = logging.getLogger(__name__)
 
@@ -441,20 +442,15 @@ class Candidates:
         out = np.full((len(first.query_ids), k), -np.inf, dtype=np.float32)
         for i, (head, s) in enumerate(zip(self.heads, self.scores, strict=True)):
             if blend > 0 and len(head):
-                s = (1 - blend) * _minmax(s) + blend * _minmax(first.scores[i, : len(head)])
+                ce = normalise_scores(s.astype(np.float64), "minmax")
+                own = normalise_scores(first.scores[i, : len(head)].astype(np.float64), "minmax")
+                s = (1 - blend) * ce + blend * own
             row = first.indices[i]
             tail = row[row >= 0][len(head) : k]
             idx, sc = _merge(head, s, tail)
             indices[i, : min(k, len(idx))] = idx[:k]
             out[i, : min(k, len(sc))] = sc[:k]
         return Ranking(first.query_ids, indices, out, first.doc_ids)
-
-
-def _minmax(x: np.ndarray) -> np.ndarray:
-    """`x` scaled to [0, 1] (all equal: zeros)."""
-    x = np.asarray(x, dtype=np.float32)
-    span = float(x.max() - x.min())
-    return (x - x.min()) / span if span > 0 else np.zeros_like(x)
 
 
 def _merge(head: np.ndarray, scores: np.ndarray, tail: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
