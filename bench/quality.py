@@ -345,7 +345,7 @@ def rerank_rows(
         candidates[board] = r.candidates(queries, k=DEPTH, show_progress=True)
         cost[board] = 1000 * (time.perf_counter() - t0) / len(ids)
         console.print(f"reranked {board}: {len(ids)} questions, {cost[board]:.0f} ms per question (top {k})")
-    trials = {w / 10: score(candidates["dev"].ranking(DEPTH, w / 10), qrels["dev"])["mrr@10"] for w in range(11)}
+    trials = candidates["dev"].blend_trials(qrels["dev"], DEPTH)
     blend = max(trials, key=lambda w: (trials[w], -w))
     n_dev = len(qrels["dev"])
     console.print(f"blend chosen on {n_dev} dev questions: {blend:g} (dev MRR@10 by blend: {trials})")

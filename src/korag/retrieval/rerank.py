@@ -37,7 +37,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from korag.data.schema import Corpus, Queries, Ranking, RetrievalSet
+from korag.data.schema import Corpus, Qrels, Queries, Ranking, RetrievalSet
 from korag.errors import ConfigError, ModelError
 from korag.models.device import bf16_autocast
 from korag.models.encoder import Precision, check_tokenizer, model_max_length, resolve_model_path
@@ -383,15 +383,9 @@ class RerankingRetriever(RetrieverBase):
         """Choose `blend` on judged questions (other than the evaluation's; the corpus already
         indexed): the cross-encoder scores their candidates once, every blend of ``0, 1/steps, …,
         1`` is scored by `metric`, the best is set (ties: the smaller blend). Returns the trials."""
-        from korag.eval.ir import evaluate_ranking
-
         queries = tune_set.judged_queries()
         depth = max(10, self.rerank_k)
-        got = self.candidates(queries, k=depth)
-        trials = {}
-        for i in range(steps + 1):
-            w = i / steps
-            trials[w] = evaluate_ranking(got.ranking(depth, w), tune_set.qrels, [metric]).metrics[metric]
+        trials = self.candidates(queries, k=depth).blend_trials(tune_set.qrels, depth, metric=metric, steps=steps)
         self.blend = max(trials, key=lambda w: (trials[w], -w))
         log.info(
             "rerank blend %.2f chosen on %d questions (%s %.4f)", self.blend, len(queries), metric, trials[self.blend]
@@ -433,6 +427,13 @@ class Candidates:
 
     def __init__(self, first: Ranking, heads: list[np.ndarray], scores: list[np.ndarray]) -> None:
         self.first, self.heads, self.scores = first, heads, scores
+
+    def blend_trials(self, qrels: Qrels, k: int, *, metric: str = "mrr@10", steps: int = 10) -> dict[float, float]:
+        """`metric` of the top-`k` ranking for each blend ``0, 1/steps, …, 1``."""
+        from korag.eval.ir import evaluate_ranking
+
+        blends = [i / steps for i in range(steps + 1)]
+        return {w: evaluate_ranking(self.ranking(k, w), qrels, [metric]).metrics[metric] for w in blends}
 
     def ranking(self, k: int, blend: float = 0.0) -> Ranking:
         """Top-`k` per query: each head by ``(1 - blend) · ce + blend · base`` (both min-max
